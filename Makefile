@@ -1,0 +1,104 @@
+# infonchat-runtime: one GNU Makefile, pkg-config, no autoconf.
+#
+#   make                  build bin/*
+#   make check            every test: unit, integration (own PostgreSQL), docs,
+#                         then the unit and integration tests again under
+#                         AddressSanitizer + UndefinedBehaviorSanitizer
+#   make run              the whole service on a local PostgreSQL under ./var
+#   make SANITIZER=address,undefined    a sanitizer build into build/san
+#   make install PREFIX=/usr/local DESTDIR=
+
+PREFIX   ?= /usr/local
+DESTDIR  ?=
+VERSION  := 0.1.0
+PKGS     := libevent libzmq libpq libcjson libcrypto
+CC       ?= cc
+
+WARN     := -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
+            -Wmissing-prototypes -Wformat=2 -Wvla -Wno-format-nonliteral
+CFLAGS   ?= -O2 -g
+CPPFLAGS += -D_GNU_SOURCE -DINFONCHAT_VERSION='"$(VERSION)"' -Icommon
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+ifdef SANITIZER
+BUILD    := build/san
+BIN      := build/san/bin
+CFLAGS   += -fsanitize=$(SANITIZER) -fno-omit-frame-pointer -fno-sanitize-recover=all
+LDFLAGS  += -fsanitize=$(SANITIZER)
+else
+BUILD    := build/default
+BIN      := bin
+endif
+
+STAGES   := ingest-httpd inbox-writer
+COMMON_SRC := $(wildcard common/*.c)
+COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/%.o)
+LIBCOMMON  := $(BUILD)/libcommon.a
+UNIT_SRC   := $(wildcard tests/unit/test_*.c)
+UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+
+.PHONY: all deps check check-unit check-integration check-docs check-san \
+        run stop install clean bench
+.DEFAULT_GOAL := all
+
+all: $(STAGES:%=$(BIN)/%)
+
+deps:
+	@scripts/deps
+
+$(BUILD)/%.o: %.c $(wildcard common/*.h) $(wildcard cmd/*/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(PKG_CFLAGS) $(WARN) $(CFLAGS) -c $< -o $@
+
+$(LIBCOMMON): $(COMMON_OBJ)
+	@mkdir -p $(dir $@)
+	$(AR) rcs $@ $^
+
+.SECONDEXPANSION:
+$(BIN)/%: $$(addprefix $(BUILD)/,$$(addsuffix .o,$$(basename $$(wildcard cmd/$$*/*.c)))) $(LIBCOMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $(CFLAGS) -o $@ $^ $(PKG_LIBS)
+
+$(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(LIBCOMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $(CFLAGS) -o $@ $^ $(PKG_LIBS)
+
+$(BUILD)/tests/unit/%.o: CPPFLAGS += -Itests/unit
+
+# --- tests -------------------------------------------------------------------
+
+PYTHON ?= /usr/bin/python3
+
+check: deps
+	@$(MAKE) --no-print-directory all
+	@tests/run-all
+
+check-unit: $(UNIT_BIN)
+	@tests/run-unit $(UNIT_BIN)
+
+check-integration: all
+	@INFONCHAT_BIN=$(CURDIR)/$(BIN) $(PYTHON) tests/integration/run.py
+
+check-docs:
+	@tests/check-docs
+
+# --- operations --------------------------------------------------------------
+
+run: deps all
+	@scripts/run-local
+
+stop:
+	@scripts/run-local stop
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 \
+	    $(DESTDIR)$(PREFIX)/share/man/man7 $(DESTDIR)$(PREFIX)/share/infonchat/sql
+	install -m 755 $(STAGES:%=$(BIN)/%) $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 man/man1/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+	install -m 644 man/man7/*.7 $(DESTDIR)$(PREFIX)/share/man/man7/
+	install -m 644 sql/*.sql $(DESTDIR)$(PREFIX)/share/infonchat/sql/
+	install -m 755 scripts/migrate $(DESTDIR)$(PREFIX)/bin/infonchat-migrate
+
+clean:
+	rm -rf bin build

@@ -1,0 +1,507 @@
+/*
+ * inbox-writer: store inbox envelopes in PostgreSQL with group commit and
+ * confirm each one only after its COMMIT. See inbox-writer(1).
+ *
+ * Input is a ROUTER socket that ingest-httpd's DEALERs talk to (frames
+ * [peer, token, envelope], answered [peer, token, reply]) or, with --in -,
+ * NDJSON on stdin (bulk import). Every batch is what arrived while the last
+ * one was committing, up to --batch-max, so one request alone waits for no
+ * one and a burst shares one transaction. Committed new envelopes are
+ * passed on to --out as hints for inbox-worker.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sysexits.h>
+#include <unistd.h>
+
+#include <zmq.h>
+
+#include "db.h"
+#include "endpoint.h"
+#include "envelope.h"
+#include "lines.h"
+#include "log.h"
+#include "stage.h"
+#include "store.h"
+
+struct config {
+	long long batch_max;
+	long long max_line;
+	int allow_async_commit;
+};
+
+static const struct stage_option options[] = {
+	{ "batch-max", 'b', "N", "most envelopes in one transaction (default 512)" },
+	{ "max-line", 0, "BYTES", "longest envelope line, k/M suffixes (default 4M)" },
+	{ "allow-async-commit", 0, NULL, "start even when synchronous_commit is off (acknowledged events may be lost)" },
+};
+
+static int
+set_option(void *ctx, const struct stage_option *o, const char *arg, const char **err)
+{
+	struct config *c = ctx;
+
+	*err = NULL;
+	if (strcmp(o->name, "batch-max") == 0)
+		return stage_number(arg, 1, 100000, &c->batch_max);
+	if (strcmp(o->name, "max-line") == 0)
+		return stage_size(arg, 1024, 1LL << 30, &c->max_line);
+	if (strcmp(o->name, "allow-async-commit") == 0) {
+		c->allow_async_commit = 1;
+		return 0;
+	}
+	return -1;
+}
+
+struct writer {
+	struct config cfg;
+	const char *conninfo;
+	PGconn *conn;
+	void *in_sock;        /* ROUTER, or NULL for stdin */
+	void *out_sock;       /* PUSH hints, or NULL */
+	int out_fd;           /* stdout hints, or -1 */
+	struct item *items;
+	size_t nitems;
+	unsigned long long stored, duplicates, refused, hints_dropped;
+	long bad_lines;
+};
+
+static void
+item_reset(struct item *it)
+{
+	buf_reset(&it->line);
+	buf_reset(&it->peer);
+	it->result = ITEM_PENDING;
+	it->event_id[0] = '\0';
+	it->error[0] = '\0';
+	it->same_as = -1;
+	it->lineno = 0;
+}
+
+/* Send a reply to a ROUTER peer: peer holds [u32 len][identity][u32 len][token]. */
+static void
+reply_peer(struct writer *w, const struct buf *peer, const char *text)
+{
+	uint32_t l1, l2;
+
+	if (w->in_sock == NULL || peer->len < 8)
+		return;
+	memcpy(&l1, peer->p, 4);
+	memcpy(&l2, peer->p + 4 + l1, 4);
+	if (zmq_send(w->in_sock, peer->p + 4, l1, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
+	    zmq_send(w->in_sock, peer->p + 8 + l1, l2, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
+	    zmq_send(w->in_sock, text, strlen(text), ZMQ_DONTWAIT) < 0)
+		log_debug("reply not delivered", " err=%s", log_q(zmq_strerror(errno)));
+}
+
+static void
+send_hint(struct writer *w, const struct buf *line)
+{
+	if (w->out_sock != NULL) {
+		if (zmq_send(w->out_sock, line->p, line->len, ZMQ_DONTWAIT) < 0)
+			w->hints_dropped++;
+	} else if (w->out_fd >= 0) {
+		size_t off = 0;
+		/* stdout: the line plus a newline, written whole */
+		while (off <= line->len) {
+			const char *p = off < line->len ? line->p + off : "\n";
+			size_t n = off < line->len ? line->len - off : 1;
+			ssize_t k = write(w->out_fd, p, n);
+			if (k < 0 && errno == EINTR)
+				continue;
+			if (k <= 0) {
+				w->hints_dropped++;
+				return;
+			}
+			off += (size_t)k;
+		}
+	}
+}
+
+/* Answer every item of a stored batch and pass new events on. */
+static void
+finish_batch(struct writer *w)
+{
+	char reply[400];
+
+	for (size_t i = 0; i < w->nitems; i++) {
+		struct item *it = &w->items[i];
+		char where[32] = "";
+
+		if (it->lineno > 0)
+			snprintf(where, sizeof where, " line=%ld", it->lineno);
+		switch (it->result) {
+		case ITEM_ACCEPTED:
+			w->stored++;
+			snprintf(reply, sizeof reply, "{\"status\":\"accepted\",\"event_id\":\"%s\"}", it->event_id);
+			log_info("event stored", " id=%s workspace_id=%s role=%s%s", it->e.id,
+			    it->e.workspace_id, log_q(it->e.role), where);
+			send_hint(w, &it->line);
+			break;
+		case ITEM_DUPLICATE:
+			w->duplicates++;
+			snprintf(reply, sizeof reply, "{\"status\":\"duplicate\",\"event_id\":\"%s\"}", it->event_id);
+			log_info("event duplicate", " id=%s original=%s workspace_id=%s%s", it->e.id,
+			    it->event_id, it->e.workspace_id, where);
+			break;
+		case ITEM_UNKNOWN_WORKSPACE:
+			w->refused++;
+			if (it->lineno > 0)
+				w->bad_lines++;
+			snprintf(reply, sizeof reply, "{\"status\":\"unknown_workspace\"}");
+			log_warn("event refused: no such workspace", " id=%s workspace_id=%s%s",
+			    it->e.id, it->e.workspace_id, where);
+			break;
+		default: {
+			struct buf b = BUF_INIT;
+			w->refused++;
+			if (it->lineno > 0)
+				w->bad_lines++;
+			buf_puts(&b, "{\"status\":\"invalid\",\"message\":");
+			json_escape(&b, it->error, strlen(it->error));
+			buf_putc(&b, '}');
+			snprintf(reply, sizeof reply, "%s", b.failed ? "{\"status\":\"invalid\"}" : b.p);
+			buf_free(&b);
+			log_warn("event refused by database", " id=%s err=%s%s", it->e.id,
+			    log_q(it->error), where);
+			break;
+		}
+		}
+		reply_peer(w, &it->peer, reply);
+	}
+}
+
+/* Store the batch, reconnecting as long as it takes. Returns 0, or -1 when stopped first. */
+static int
+commit_batch(struct writer *w)
+{
+	if (w->nitems == 0)
+		return 0;
+	for (;;) {
+		if (w->conn == NULL) {
+			w->conn = db_connect_retry(w->conninfo, "inbox-writer", &stage_stop,
+			    store_prepare, NULL);
+			if (w->conn == NULL)
+				return -1;
+		}
+		if (store_batch(w->conn, w->items, w->nitems) == STORE_OK)
+			break;
+		PQfinish(w->conn);
+		w->conn = NULL;
+	}
+	log_debug("batch committed", " rows=%zu", w->nitems);
+	finish_batch(w);
+	w->nitems = 0;
+	return 0;
+}
+
+static struct item *
+next_item(struct writer *w)
+{
+	struct item *it = &w->items[w->nitems];
+
+	item_reset(it);
+	return it;
+}
+
+/* Parse it->line; on failure report it at once and return -1. */
+static int
+parse_item(struct writer *w, struct item *it)
+{
+	const char *why;
+
+	if (envelope_parse(it->line.p ? it->line.p : "", it->line.len, &it->e, &it->arena, &why) == 0) {
+		w->nitems++;
+		return 0;
+	}
+	w->refused++;
+	if (it->lineno > 0) {
+		w->bad_lines++;
+		log_error("bad envelope line", " line=%ld err=%s", it->lineno, log_q(why));
+	} else {
+		char reply[200];
+		snprintf(reply, sizeof reply, "{\"status\":\"invalid\",\"message\":\"%s\"}", why);
+		log_warn("bad envelope from peer", " err=%s", log_q(why));
+		reply_peer(w, &it->peer, reply);
+	}
+	return -1;
+}
+
+/* Receive one multipart message from the ROUTER: 1 got one, 0 none, -1 error. */
+static int
+recv_peer(struct writer *w)
+{
+	zmq_msg_t part[3];
+	int nparts = 0, more = 1, rc = 1;
+	size_t mlen = sizeof more;
+
+	while (more) {
+		zmq_msg_t m;
+		zmq_msg_init(&m);
+		if (zmq_msg_recv(&m, w->in_sock, ZMQ_DONTWAIT) < 0) {
+			zmq_msg_close(&m);
+			if (nparts == 0)
+				return errno == EAGAIN ? 0 : (errno == EINTR ? 0 : -1);
+			break;
+		}
+		zmq_getsockopt(w->in_sock, ZMQ_RCVMORE, &more, &mlen);
+		if (nparts < 3)
+			part[nparts++] = m;
+		else
+			zmq_msg_close(&m);
+	}
+	if (nparts != 3) {
+		log_warn("malformed request frames", " frames=%d", nparts);
+	} else {
+		struct item *it = next_item(w);
+		uint32_t l1 = (uint32_t)zmq_msg_size(&part[0]), l2 = (uint32_t)zmq_msg_size(&part[1]);
+
+		buf_append(&it->peer, &l1, 4);
+		buf_append(&it->peer, zmq_msg_data(&part[0]), l1);
+		buf_append(&it->peer, &l2, 4);
+		buf_append(&it->peer, zmq_msg_data(&part[1]), l2);
+		if (zmq_msg_size(&part[2]) == 4 && memcmp(zmq_msg_data(&part[2]), "ping", 4) == 0) {
+			reply_peer(w, &it->peer, "{\"status\":\"pong\"}");
+		} else if (zmq_msg_size(&part[2]) > (size_t)w->cfg.max_line) {
+			reply_peer(w, &it->peer, "{\"status\":\"invalid\",\"message\":\"envelope longer than --max-line\"}");
+		} else {
+			buf_append(&it->line, zmq_msg_data(&part[2]), zmq_msg_size(&part[2]));
+			if (it->line.failed || it->peer.failed)
+				rc = -1;
+			else
+				(void)parse_item(w, it);
+		}
+	}
+	for (int i = 0; i < nparts; i++)
+		zmq_msg_close(&part[i]);
+	return rc;
+}
+
+static int
+run_router(struct writer *w)
+{
+	zmq_pollitem_t pi = { w->in_sock, 0, ZMQ_POLLIN, 0 };
+
+	while (!stage_stop) {
+		int rc = zmq_poll(&pi, 1, 1000);
+
+		if (rc < 0 && errno != EINTR)
+			return -1;
+		if (stage_reload) {
+			stage_reload = 0;
+			log_info("reload requested: nothing to reload", "%s", "");
+		}
+		while (w->nitems < (size_t)w->cfg.batch_max && recv_peer(w) > 0)
+			;
+		if (commit_batch(w) < 0)
+			return 0;
+	}
+	/* Draining: store what is already queued, then stop. */
+	while (w->nitems < (size_t)w->cfg.batch_max && recv_peer(w) > 0)
+		;
+	(void)commit_batch(w);    /* with the connection gone, what is left stays unanswered */
+	return 0;
+}
+
+static int
+stdin_ready(void)
+{
+	struct pollfd p = { STDIN_FILENO, POLLIN, 0 };
+
+	return poll(&p, 1, 0) > 0;
+}
+
+/* Bulk import: returns 0, or -1 when stopped with work not stored. */
+static int
+run_stdin(struct writer *w)
+{
+	struct line_reader lr;
+	int done = 0, rc = 0;
+
+	lines_init(&lr, STDIN_FILENO, (size_t)w->cfg.max_line);
+	while (!done && !stage_stop) {
+		while (w->nitems < (size_t)w->cfg.batch_max && !done) {
+			const char *line;
+			size_t len;
+			enum line_result lres = lines_next(&lr, &line, &len);
+
+			if (lres == LINE_OK) {
+				struct item *it;
+				if (len == 0)
+					continue;      /* blank lines are allowed */
+				it = next_item(w);
+				it->lineno = lr.lineno;
+				buf_append(&it->line, line, len);
+				(void)parse_item(w, it);
+			} else if (lres == LINE_TOO_LONG) {
+				w->bad_lines++;
+				log_error("bad envelope line", " line=%ld err=%s", lr.lineno,
+				    log_q("longer than --max-line"));
+			} else if (lres == LINE_EOF) {
+				done = 1;
+			} else {
+				if (w->nitems > 0 && !stdin_ready())
+					break;      /* commit what we have rather than wait */
+				if (lines_fill(&lr) < 0) {
+					if (errno == EINTR) {
+						if (stage_stop)
+							break;
+						continue;
+					}
+					log_error("cannot read stdin", " err=%s", log_q(strerror(errno)));
+					done = 1;
+					rc = -1;
+				}
+			}
+		}
+		if (commit_batch(w) < 0) {
+			rc = -1;
+			break;
+		}
+	}
+	lines_free(&lr);
+	return rc;
+}
+
+/* Refuse a connection that would acknowledge what a crash can lose. */
+static int
+check_durability(PGconn *conn, const char **setting)
+{
+	PGresult *r = PQexec(conn, "select current_setting('synchronous_commit')");
+	static char value[32];
+	int ok = 1;
+
+	if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
+		snprintf(value, sizeof value, "%s", PQgetvalue(r, 0, 0));
+		ok = strcmp(value, "off") != 0;
+	}
+	PQclear(r);
+	*setting = value;
+	return ok;
+}
+
+int
+main(int argc, char **argv)
+{
+	struct writer w;
+	struct stage st = {
+		.prog = "inbox-writer",
+		.summary = "Store inbox envelopes in PostgreSQL (group commit); confirm each after its COMMIT.",
+		.common = STAGE_IN | STAGE_OUT | STAGE_DB | STAGE_RUN_DIR,
+		.opts = options,
+		.nopts = sizeof options / sizeof options[0],
+		.set = set_option,
+	};
+	struct endpoint in, out;
+	const char *err = NULL, *setting;
+	void *zctx = NULL;
+	int rc, status = EX_OK;
+
+	memset(&w, 0, sizeof w);
+	w.cfg = (struct config){ 512, 4 << 20, 0 };
+	w.out_fd = -1;
+	st.ctx = &w.cfg;
+	log_init(st.prog);
+	rc = stage_args(&st, argc, argv);
+	if (rc != 0)
+		return rc > 0 ? EX_OK : EX_USAGE;
+	if (st.nargs > 0) {
+		fprintf(stderr, "%s: unexpected argument %s (see --help)\n", st.prog, st.args[0]);
+		return EX_USAGE;
+	}
+	if (endpoint_resolve(st.in, st.run_dir, "inbox-writer", 1, &in, &err) < 0) {
+		fprintf(stderr, "%s: bad --in: %s (see --help)\n", st.prog, err);
+		return EX_USAGE;
+	}
+	if (endpoint_resolve(st.out, st.run_dir, "inbox-worker", 0, &out, &err) < 0) {
+		fprintf(stderr, "%s: bad --out: %s (see --help)\n", st.prog, err);
+		return EX_USAGE;
+	}
+	if (in.kind == EP_NONE) {
+		fprintf(stderr, "%s: no input: give --run-dir, --in ENDPOINT or --in - (see --help)\n", st.prog);
+		return EX_USAGE;
+	}
+	if (stage_signals() < 0)
+		return EX_OSERR;
+	w.conninfo = st.db;
+	w.items = calloc((size_t)w.cfg.batch_max, sizeof *w.items);
+	if (w.items == NULL)
+		return EX_OSERR;
+	for (long long i = 0; i < w.cfg.batch_max; i++) {
+		buf_init(&w.items[i].line, 0);
+		buf_init(&w.items[i].arena, 0);
+		buf_init(&w.items[i].peer, 0);
+	}
+
+	/* The database first: readiness means we can store. */
+	w.conn = db_connect_retry(w.conninfo, "inbox-writer", &stage_stop, store_prepare, NULL);
+	if (w.conn == NULL)
+		return EX_OK;    /* stopped before the database came up */
+	if (!check_durability(w.conn, &setting) && !w.cfg.allow_async_commit) {
+		log_error("refusing to start: synchronous_commit is off, an acknowledged event could be lost in a crash",
+		    " synchronous_commit=%s hint=%s", setting,
+		    log_q("turn it on, or pass --allow-async-commit to accept the risk"));
+		PQfinish(w.conn);
+		return EX_CONFIG;
+	}
+
+	if (in.kind != EP_STDIO || (out.kind != EP_STDIO && out.kind != EP_NONE)) {
+		zctx = zmq_ctx_new();
+		if (zctx == NULL)
+			return EX_OSERR;
+	}
+	if (in.kind != EP_STDIO) {
+		int hwm = 100000, one = 1;
+		w.in_sock = zsock_new(zctx, ZMQ_ROUTER, 1000);
+		if (w.in_sock == NULL ||
+		    zmq_setsockopt(w.in_sock, ZMQ_RCVHWM, &hwm, sizeof hwm) < 0 ||
+		    zmq_setsockopt(w.in_sock, ZMQ_SNDHWM, &hwm, sizeof hwm) < 0 ||
+		    zmq_setsockopt(w.in_sock, ZMQ_ROUTER_MANDATORY, &one, sizeof one) < 0 ||
+		    zsock_attach(w.in_sock, &in) < 0) {
+			log_error("cannot open input", " in=%s err=%s", endpoint_text(&in),
+			    log_q(zmq_strerror(errno)));
+			return EX_UNAVAILABLE;
+		}
+	}
+	if (out.kind == EP_STDIO) {
+		w.out_fd = STDOUT_FILENO;
+	} else if (out.kind != EP_NONE) {
+		int hwm = 10000, one = 1;
+		w.out_sock = zsock_new(zctx, ZMQ_PUSH, 100);
+		if (w.out_sock == NULL ||
+		    zmq_setsockopt(w.out_sock, ZMQ_SNDHWM, &hwm, sizeof hwm) < 0 ||
+		    zmq_setsockopt(w.out_sock, ZMQ_IMMEDIATE, &one, sizeof one) < 0 ||
+		    zsock_attach(w.out_sock, &out) < 0) {
+			log_error("cannot open output", " out=%s err=%s", endpoint_text(&out),
+			    log_q(zmq_strerror(errno)));
+			return EX_UNAVAILABLE;
+		}
+	}
+	log_info("ready", " in=%s out=%s batch_max=%lld synchronous_commit=%s",
+	    endpoint_text(&in), endpoint_text(&out), w.cfg.batch_max, setting);
+	stage_ready(&st);
+
+	rc = in.kind == EP_STDIO ? run_stdin(&w) : run_router(&w);
+	if (rc < 0 || w.nitems > 0)
+		status = EX_TEMPFAIL;
+	else if (w.bad_lines > 0)
+		status = EX_DATAERR;
+	log_info("stopped", " stored=%llu duplicates=%llu refused=%llu bad_lines=%ld hints_dropped=%llu",
+	    w.stored, w.duplicates, w.refused, w.bad_lines, w.hints_dropped);
+
+	PQfinish(w.conn);
+	zsock_destroy(&w.in_sock);
+	zsock_destroy(&w.out_sock);
+	if (zctx != NULL)
+		zmq_ctx_term(zctx);
+	for (long long i = 0; i < w.cfg.batch_max; i++) {
+		buf_free(&w.items[i].line);
+		buf_free(&w.items[i].arena);
+		buf_free(&w.items[i].peer);
+	}
+	free(w.items);
+	return status;
+}

@@ -1,0 +1,342 @@
+#include "store.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "db.h"
+#include "log.h"
+
+#define NCOLS 10
+
+static const char insert_sql[] =
+    "with input as ("
+    " select * from unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[],"
+    "  $5::text[], $6::text[], $7::text[], $8::jsonb[], $9::json[],"
+    "  $10::timestamptz[]) with ordinality as t(id, workspace_id, source_kind,"
+    "  event_type, role, source_identifier, dedupe_key, headers, payload,"
+    "  received_at, ord))"
+    " insert into infonchat.event_inbox (id, workspace_id, source_kind,"
+    "  event_type, role, source_identifier, dedupe_key, headers, payload,"
+    "  received_at)"
+    " select id, workspace_id, source_kind, event_type, role,"
+    "  source_identifier, dedupe_key, headers, payload, received_at"
+    " from input i"
+    " where exists (select 1 from infonchat.workspaces w where w.id = i.workspace_id)"
+    " order by ord"
+    " on conflict do nothing"
+    " returning id";
+
+static const char lookup_sql[] =
+    "select t.ord,"
+    " exists (select 1 from infonchat.workspaces w where w.id = t.workspace_id),"
+    " coalesce((select e.id from infonchat.event_inbox e where e.id = t.id),"
+    "  (select e.id from infonchat.event_inbox e where e.workspace_id = t.workspace_id"
+    "   and e.source_kind = t.source_kind and e.dedupe_key = t.dedupe_key))"
+    " from unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[])"
+    "  with ordinality as t(id, workspace_id, source_kind, dedupe_key, ord)";
+
+int
+store_prepare(PGconn *conn, void *arg)
+{
+	PGresult *r;
+	int ok;
+
+	(void)arg;
+	r = PQprepare(conn, "inbox_insert", insert_sql, NCOLS, NULL);
+	ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+	if (!ok)
+		log_error("cannot prepare insert", " err=%s", log_q(db_error(conn, r)));
+	PQclear(r);
+	if (!ok)
+		return -1;
+	r = PQprepare(conn, "inbox_lookup", lookup_sql, 4, NULL);
+	ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+	if (!ok)
+		log_error("cannot prepare lookup", " err=%s", log_q(db_error(conn, r)));
+	PQclear(r);
+	return ok ? 0 : -1;
+}
+
+/* Append one element to a PostgreSQL array literal being built in b. */
+static void
+arr_add(struct buf *b, const char *s, size_t n)
+{
+	buf_putc(b, b->len == 0 ? '{' : ',');
+	if (s == NULL) {
+		buf_puts(b, "NULL");
+		return;
+	}
+	if (buf_reserve(b, 2 * n + 2) < 0)
+		return;
+	b->p[b->len++] = '"';
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] == '"' || s[i] == '\\')
+			b->p[b->len++] = '\\';
+		b->p[b->len++] = s[i];
+	}
+	b->p[b->len++] = '"';
+	b->p[b->len] = '\0';
+}
+
+static void
+arr_str(struct buf *b, const char *s)
+{
+	arr_add(b, s, s ? strlen(s) : 0);
+}
+
+static void
+arr_close(struct buf *b)
+{
+	if (b->len == 0)
+		buf_putc(b, '{');
+	buf_putc(b, '}');
+}
+
+static int
+same_key(const struct envelope *a, const struct envelope *b)
+{
+	return a->dedupe_key != NULL && b->dedupe_key != NULL &&
+	    strcmp(a->workspace_id, b->workspace_id) == 0 &&
+	    strcmp(a->source_kind, b->source_kind) == 0 &&
+	    strcmp(a->dedupe_key, b->dedupe_key) == 0;
+}
+
+/* The items of this round: pending, and not standing in for another. */
+static size_t
+select_round(struct item *items, size_t n, size_t *idx)
+{
+	size_t m = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		items[i].same_as = -1;
+		if (items[i].result != ITEM_PENDING)
+			continue;
+		for (size_t j = 0; j < i && items[i].same_as < 0; j++)
+			if (items[j].result == ITEM_PENDING && items[j].same_as < 0 &&
+			    same_key(&items[i].e, &items[j].e))
+				items[i].same_as = (int)j;
+		if (items[i].same_as < 0)
+			idx[m++] = i;
+	}
+	return m;
+}
+
+/*
+ * Run the insert for items idx[0..m). Returns 0 (results set for inserted
+ * ones), 1 for a data error (nothing stored), -1 for a lost connection.
+ */
+static int
+insert_round(PGconn *conn, struct item *items, const size_t *idx, size_t m,
+    struct buf *cols, char *err, size_t errlen)
+{
+	const char *values[NCOLS];
+	PGresult *r;
+	int rc = 0;
+
+	for (int c = 0; c < NCOLS; c++)
+		buf_reset(&cols[c]);
+	for (size_t k = 0; k < m; k++) {
+		const struct envelope *e = &items[idx[k]].e;
+
+		arr_str(&cols[0], e->id);
+		arr_str(&cols[1], e->workspace_id);
+		arr_str(&cols[2], e->source_kind);
+		arr_str(&cols[3], e->event_type);
+		arr_str(&cols[4], e->role);
+		arr_str(&cols[5], e->source_identifier);
+		arr_str(&cols[6], e->dedupe_key);
+		arr_add(&cols[7], e->headers ? e->headers : "{}", e->headers ? e->headers_len : 2);
+		arr_add(&cols[8], e->payload, e->payload_len);
+		arr_str(&cols[9], e->received_at);
+	}
+	for (int c = 0; c < NCOLS; c++) {
+		arr_close(&cols[c]);
+		if (cols[c].failed) {
+			snprintf(err, errlen, "batch too large for memory");
+			return 1;
+		}
+		values[c] = cols[c].p;
+	}
+	r = PQexecPrepared(conn, "inbox_insert", NCOLS, values, NULL, NULL, 0);
+	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+		if (db_connection_lost(conn, r)) {
+			log_warn("database connection lost", " err=%s", log_q(db_error(conn, r)));
+			rc = -1;
+		} else {
+			snprintf(err, errlen, "%s (SQLSTATE %s)", db_error(conn, r), db_sqlstate(r));
+			rc = 1;
+		}
+		PQclear(r);
+		return rc;
+	}
+	for (int t = 0; t < PQntuples(r); t++) {
+		const char *id = PQgetvalue(r, t, 0);
+		for (size_t k = 0; k < m; k++) {
+			struct item *it = &items[idx[k]];
+			if (it->result == ITEM_PENDING && strcmp(it->e.id, id) == 0) {
+				it->result = ITEM_ACCEPTED;
+				memcpy(it->event_id, it->e.id, sizeof it->event_id);
+				break;
+			}
+		}
+	}
+	PQclear(r);
+	return 0;
+}
+
+/* Settle the items of the round that were not inserted. */
+static int
+lookup_round(PGconn *conn, struct item *items, const size_t *idx, size_t m,
+    struct buf *cols)
+{
+	const char *values[4];
+	size_t *look = calloc(m > 0 ? m : 1, sizeof *look), nl = 0;
+	PGresult *r;
+	int rc = 0;
+
+	if (look == NULL)
+		return 1;
+
+	for (int c = 0; c < 4; c++)
+		buf_reset(&cols[c]);
+	for (size_t k = 0; k < m; k++) {
+		struct item *it = &items[idx[k]];
+
+		if (it->result != ITEM_PENDING)
+			continue;
+		look[nl++] = idx[k];
+		arr_str(&cols[0], it->e.id);
+		arr_str(&cols[1], it->e.workspace_id);
+		arr_str(&cols[2], it->e.source_kind);
+		arr_str(&cols[3], it->e.dedupe_key);
+	}
+	if (nl == 0) {
+		free(look);
+		return 0;
+	}
+	for (int c = 0; c < 4; c++) {
+		arr_close(&cols[c]);
+		values[c] = cols[c].p;
+	}
+	r = PQexecPrepared(conn, "inbox_lookup", 4, values, NULL, NULL, 0);
+	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+		rc = db_connection_lost(conn, r) ? -1 : 1;
+		log_warn("lookup failed", " err=%s", log_q(db_error(conn, r)));
+		PQclear(r);
+		free(look);
+		return rc;
+	}
+	for (int t = 0; t < PQntuples(r); t++) {
+		long ord = strtol(PQgetvalue(r, t, 0), NULL, 10);
+		int ws = PQgetvalue(r, t, 1)[0] == 't';
+		const char *found = PQgetisnull(r, t, 2) ? NULL : PQgetvalue(r, t, 2);
+		struct item *it;
+
+		if (ord < 1 || (size_t)ord > nl)
+			continue;
+		it = &items[look[ord - 1]];
+		if (found != NULL) {
+			it->result = strcmp(found, it->e.id) == 0 ? ITEM_ACCEPTED : ITEM_DUPLICATE;
+			snprintf(it->event_id, sizeof it->event_id, "%s", found);
+		} else if (!ws) {
+			it->result = ITEM_UNKNOWN_WORKSPACE;
+		}
+		/* else: a concurrent insert of that key rolled back; next round */
+	}
+	PQclear(r);
+	free(look);
+	return 0;
+}
+
+/* Items that stood in for an earlier one with the same key get its answer. */
+static void
+settle_standins(struct item *items, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct item *it = &items[i];
+		const struct item *first;
+
+		if (it->same_as < 0 || it->result != ITEM_PENDING)
+			continue;
+		first = &items[it->same_as];
+		if (first->result == ITEM_ACCEPTED || first->result == ITEM_DUPLICATE) {
+			it->result = ITEM_DUPLICATE;
+			memcpy(it->event_id, first->event_id, sizeof it->event_id);
+		} else if (first->result != ITEM_PENDING) {
+			it->result = first->result;
+			memcpy(it->error, first->error, sizeof it->error);
+		}
+	}
+}
+
+enum store_status
+store_batch(PGconn *conn, struct item *items, size_t n)
+{
+	struct buf cols[NCOLS];
+	size_t *idx = calloc(n ? n : 1, sizeof *idx);
+	enum store_status st = STORE_OK;
+	char err[200];
+
+	if (idx == NULL)
+		return STORE_RETRY;
+	for (int c = 0; c < NCOLS; c++)
+		buf_init(&cols[c], 0);
+	for (int round = 0; round < 4; round++) {
+		size_t m = select_round(items, n, idx);
+		int rc;
+
+		if (m == 0)
+			break;
+		rc = insert_round(conn, items, idx, m, cols, err, sizeof err);
+		if (rc < 0) {
+			st = STORE_RETRY;
+			break;
+		}
+		if (rc > 0 && m == 1) {
+			struct item *it = &items[idx[0]];
+			it->result = ITEM_INVALID;
+			snprintf(it->error, sizeof it->error, "%s", err);
+			settle_standins(items, n);
+			continue;
+		}
+		if (rc > 0) {
+			/* Find the bad one(s): every item of the round alone. */
+			log_warn("batch refused, retrying one by one", " rows=%zu err=%s", m, log_q(err));
+			for (size_t k = 0; k < m && st == STORE_OK; k++) {
+				size_t one = idx[k];
+				int r1 = insert_round(conn, items, &one, 1, cols, err, sizeof err);
+				if (r1 < 0)
+					st = STORE_RETRY;
+				else if (r1 > 0) {
+					items[one].result = ITEM_INVALID;
+					snprintf(items[one].error, sizeof items[one].error, "%s", err);
+				} else if (lookup_round(conn, items, &one, 1, cols) < 0)
+					st = STORE_RETRY;
+			}
+			if (st != STORE_OK)
+				break;
+			settle_standins(items, n);
+			continue;
+		}
+		rc = lookup_round(conn, items, idx, m, cols);
+		if (rc < 0) {
+			st = STORE_RETRY;
+			break;
+		}
+		settle_standins(items, n);
+	}
+	if (st == STORE_OK) {
+		for (size_t i = 0; i < n; i++) {
+			if (items[i].result == ITEM_PENDING) {
+				items[i].result = ITEM_INVALID;
+				snprintf(items[i].error, sizeof items[i].error,
+				    "could not be settled (concurrent writers); retry");
+			}
+		}
+	}
+	for (int c = 0; c < NCOLS; c++)
+		buf_free(&cols[c]);
+	free(idx);
+	return st;
+}

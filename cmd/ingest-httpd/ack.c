@@ -1,0 +1,291 @@
+#include "ack.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+#include <zmq.h>
+
+#include "http.h"
+#include "log.h"
+
+#define PING_SLOT 0xffffffffu
+#define TICK_MS 20
+
+struct slot {
+	uint32_t gen;
+	uint32_t prev, next;      /* FIFO of pending slots, oldest first */
+	void *ctx;                /* NULL when free */
+	uint64_t deadline_ns;
+};
+
+struct ack {
+	struct event_base *base;
+	void *sock;
+	struct event *ev_sock, *ev_tick;
+	uint64_t timeout_ns;
+	ack_fn fn;
+	void *arg;
+	struct slot *slots;
+	uint32_t nslots, free_head, head, tail;
+	size_t npending;
+	uint64_t last_pong_ns, last_ping_ns;
+};
+
+#define NIL 0xfffffffeu
+
+static void
+fifo_unlink(struct ack *a, uint32_t i)
+{
+	struct slot *s = &a->slots[i];
+
+	if (s->prev != NIL) a->slots[s->prev].next = s->next; else a->head = s->next;
+	if (s->next != NIL) a->slots[s->next].prev = s->prev; else a->tail = s->prev;
+}
+
+/* Free slot i and call back with its result. */
+static void
+complete(struct ack *a, uint32_t i, enum ack_status st, const char *event_id,
+    const char *message)
+{
+	struct slot *s = &a->slots[i];
+	void *ctx = s->ctx;
+
+	fifo_unlink(a, i);
+	s->ctx = NULL;
+	s->gen++;
+	s->next = a->free_head;
+	a->free_head = i;
+	a->npending--;
+	a->fn(ctx, st, event_id, message, a->arg);
+}
+
+static void
+handle_reply(struct ack *a, const unsigned char token[8], const char *text, size_t len)
+{
+	uint32_t slot, gen;
+	cJSON *j;
+	const cJSON *status, *eid, *msg;
+	enum ack_status st;
+
+	memcpy(&slot, token, 4);
+	memcpy(&gen, token + 4, 4);
+	if (slot == PING_SLOT) {
+		a->last_pong_ns = http_now_ns();
+		return;
+	}
+	if (slot >= a->nslots || a->slots[slot].ctx == NULL || a->slots[slot].gen != gen) {
+		log_debug("late writer reply ignored", " slot=%u", slot);
+		return;
+	}
+	j = cJSON_ParseWithLength(text, len);
+	status = cJSON_GetObjectItemCaseSensitive(j, "status");
+	eid = cJSON_GetObjectItemCaseSensitive(j, "event_id");
+	msg = cJSON_GetObjectItemCaseSensitive(j, "message");
+	if (!cJSON_IsString(status)) {
+		log_error("malformed writer reply", " len=%zu", len);
+		st = ACK_REJECTED;
+	} else if (strcmp(status->valuestring, "accepted") == 0) {
+		st = ACK_ACCEPTED;
+	} else if (strcmp(status->valuestring, "duplicate") == 0) {
+		st = ACK_DUPLICATE;
+	} else if (strcmp(status->valuestring, "unknown_workspace") == 0) {
+		st = ACK_UNKNOWN_WORKSPACE;
+	} else {
+		st = ACK_REJECTED;
+	}
+	a->last_pong_ns = http_now_ns();   /* any reply shows the writer alive */
+	complete(a, slot, st, cJSON_IsString(eid) ? eid->valuestring : NULL,
+	    cJSON_IsString(msg) ? msg->valuestring : "writer refused the event");
+	cJSON_Delete(j);
+}
+
+/* ZMQ_FD is edge-triggered: read until ZMQ_EVENTS says nothing is left. */
+static void
+drain(struct ack *a)
+{
+	for (;;) {
+		int events = 0;
+		size_t elen = sizeof events;
+		zmq_msg_t tok, body;
+		int more = 0;
+		size_t mlen = sizeof more;
+
+		if (zmq_getsockopt(a->sock, ZMQ_EVENTS, &events, &elen) < 0 ||
+		    !(events & ZMQ_POLLIN))
+			return;
+		zmq_msg_init(&tok);
+		zmq_msg_init(&body);
+		if (zmq_msg_recv(&tok, a->sock, ZMQ_DONTWAIT) < 0) {
+			zmq_msg_close(&tok);
+			zmq_msg_close(&body);
+			return;
+		}
+		zmq_getsockopt(a->sock, ZMQ_RCVMORE, &more, &mlen);
+		if (more && zmq_msg_recv(&body, a->sock, ZMQ_DONTWAIT) >= 0 &&
+		    zmq_msg_size(&tok) == 8) {
+			handle_reply(a, zmq_msg_data(&tok), zmq_msg_data(&body),
+			    zmq_msg_size(&body));
+		} else {
+			log_error("malformed writer reply frames", " size=%zu", zmq_msg_size(&tok));
+		}
+		/* Swallow any further frames of this message. */
+		for (;;) {
+			zmq_getsockopt(a->sock, ZMQ_RCVMORE, &more, &mlen);
+			if (!more)
+				break;
+			zmq_msg_close(&body);
+			zmq_msg_init(&body);
+			if (zmq_msg_recv(&body, a->sock, ZMQ_DONTWAIT) < 0)
+				break;
+		}
+		zmq_msg_close(&tok);
+		zmq_msg_close(&body);
+	}
+}
+
+static void
+on_sock(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	drain(arg);
+}
+
+static int
+send_frames(struct ack *a, uint32_t slot, uint32_t gen, const char *data, size_t len)
+{
+	unsigned char token[8];
+	int rc;
+
+	memcpy(token, &slot, 4);
+	memcpy(token + 4, &gen, 4);
+	rc = zmq_send(a->sock, token, 8, ZMQ_DONTWAIT | ZMQ_SNDMORE);
+	if (rc >= 0)
+		rc = zmq_send(a->sock, data, len, ZMQ_DONTWAIT);
+	/* A send can swallow the edge of ZMQ_FD: look for replies soon. */
+	event_active(a->ev_sock, EV_READ, 0);
+	return rc < 0 ? -1 : 0;
+}
+
+static void
+on_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct ack *a = arg;
+	uint64_t now = http_now_ns();
+
+	(void)fd;
+	(void)what;
+	drain(a);
+	while (a->head != NIL && a->slots[a->head].deadline_ns <= now)
+		complete(a, a->head, ACK_TIMEOUT, NULL, "no confirmation from inbox-writer in time");
+	if (now - a->last_ping_ns >= 1000000000u) {
+		a->last_ping_ns = now;
+		(void)send_frames(a, PING_SLOT, 0, "ping", 4);
+	}
+}
+
+struct ack *
+ack_new(struct event_base *base, void *zctx, const struct endpoint *ep,
+    int timeout_ms, size_t max_pending, ack_fn fn, void *arg)
+{
+	struct ack *a = calloc(1, sizeof *a);
+	int fd, one = 1, hwm = (int)max_pending, ivl = 100, ivl_max = 1000;
+	size_t fdlen = sizeof fd;
+	struct timeval tick = { 0, TICK_MS * 1000 };
+
+	if (a == NULL)
+		return NULL;
+	a->base = base;
+	a->fn = fn;
+	a->arg = arg;
+	a->timeout_ns = (uint64_t)timeout_ms * 1000000u;
+	a->nslots = (uint32_t)max_pending;
+	a->slots = calloc(a->nslots, sizeof *a->slots);
+	a->head = a->tail = NIL;
+	if (a->slots == NULL)
+		goto fail;
+	for (uint32_t i = 0; i < a->nslots; i++)
+		a->slots[i].next = i + 1 < a->nslots ? i + 1 : NIL;
+	a->free_head = 0;
+	a->sock = zsock_new(zctx, ZMQ_DEALER, 0);
+	if (a->sock == NULL ||
+	    zmq_setsockopt(a->sock, ZMQ_IMMEDIATE, &one, sizeof one) < 0 ||
+	    zmq_setsockopt(a->sock, ZMQ_SNDHWM, &hwm, sizeof hwm) < 0 ||
+	    zmq_setsockopt(a->sock, ZMQ_RCVHWM, &hwm, sizeof hwm) < 0 ||
+	    zmq_setsockopt(a->sock, ZMQ_RECONNECT_IVL, &ivl, sizeof ivl) < 0 ||
+	    zmq_setsockopt(a->sock, ZMQ_RECONNECT_IVL_MAX, &ivl_max, sizeof ivl_max) < 0 ||
+	    zsock_attach(a->sock, ep) < 0 ||
+	    zmq_getsockopt(a->sock, ZMQ_FD, &fd, &fdlen) < 0)
+		goto fail;
+	a->ev_sock = event_new(base, fd, EV_READ | EV_PERSIST, on_sock, a);
+	a->ev_tick = event_new(base, -1, EV_PERSIST, on_tick, a);
+	if (a->ev_sock == NULL || a->ev_tick == NULL ||
+	    event_add(a->ev_sock, NULL) < 0 || event_add(a->ev_tick, &tick) < 0)
+		goto fail;
+	return a;
+fail:
+	ack_free(a);
+	return NULL;
+}
+
+void
+ack_free(struct ack *a)
+{
+	if (a == NULL)
+		return;
+	if (a->ev_sock)
+		event_free(a->ev_sock);
+	if (a->ev_tick)
+		event_free(a->ev_tick);
+	zsock_destroy(&a->sock);
+	free(a->slots);
+	free(a);
+}
+
+int
+ack_submit(struct ack *a, const char *line, size_t len, void *ctx)
+{
+	uint32_t i = a->free_head;
+	struct slot *s;
+
+	if (i == NIL) {
+		errno = EAGAIN;
+		return -1;
+	}
+	s = &a->slots[i];
+	if (send_frames(a, i, s->gen, line, len) < 0)
+		return -1;
+	a->free_head = s->next;
+	s->ctx = ctx;
+	s->deadline_ns = http_now_ns() + a->timeout_ns;
+	s->next = NIL;
+	s->prev = a->tail;
+	if (a->tail != NIL)
+		a->slots[a->tail].next = i;
+	else
+		a->head = i;
+	a->tail = i;
+	a->npending++;
+	return 0;
+}
+
+int
+ack_writer_ready(const struct ack *a)
+{
+	return a->last_pong_ns != 0 && http_now_ns() - a->last_pong_ns < 3000000000u;
+}
+
+size_t
+ack_pending(const struct ack *a)
+{
+	return a->npending;
+}
+
+void
+ack_fail_all(struct ack *a)
+{
+	while (a->head != NIL)
+		complete(a, a->head, ACK_TIMEOUT, NULL, "shutting down");
+}

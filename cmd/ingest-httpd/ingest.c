@@ -1,0 +1,368 @@
+#include "ingest.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "envelope.h"
+#include "json.h"
+#include "log.h"
+#include "metrics.h"
+#include "uuid.h"
+
+#define WEBHOOK_PREFIX "/api/v1/webhooks/generic/"
+#define WEBHOOK_PREFIX_LEN (sizeof WEBHOOK_PREFIX - 1)
+
+enum route { R_NONE, R_WEBHOOK, R_HEALTHZ, R_READYZ, R_METRICS };
+
+/* Per-request state kept while the writer is asked. */
+struct pending {
+	char id[UUID_LEN + 1];
+	char workspace_id[UUID_LEN + 1];
+};
+
+void
+ingest_init(struct ingest *g, size_t max_body)
+{
+	memset(g, 0, sizeof *g);
+	g->max_body = max_body;
+	g->out_fd = -1;
+	buf_init(&g->query_arena, 64 * 1024);
+	buf_init(&g->line, 0);
+	buf_init(&g->headers, 0);
+	buf_init(&g->role, 0);
+	fields_init(&g->fields);
+}
+
+void
+ingest_free(struct ingest *g)
+{
+	buf_free(&g->query_arena);
+	buf_free(&g->line);
+	buf_free(&g->headers);
+	buf_free(&g->role);
+	fields_free(&g->fields);
+}
+
+static enum route
+route_of(const struct http_request *req)
+{
+	if (req->path_len > WEBHOOK_PREFIX_LEN &&
+	    memcmp(req->path, WEBHOOK_PREFIX, WEBHOOK_PREFIX_LEN) == 0)
+		return R_WEBHOOK;
+	if (strcmp(req->path, "/healthz") == 0)
+		return R_HEALTHZ;
+	if (strcmp(req->path, "/readyz") == 0)
+		return R_READYZ;
+	if (strcmp(req->path, "/metrics") == 0)
+		return R_METRICS;
+	return R_NONE;
+}
+
+/* Answer an error; id is the envelope's when one was made, else NULL. */
+static void
+fail_event(struct http_request *req, const char *id, int status, const char *code,
+    const char *message, const char *extra)
+{
+	metrics_request(status, code);
+	if (req->t0_ns && route_of(req) == R_WEBHOOK)
+		metrics_ack_latency(http_now_ns() - req->t0_ns);
+	if (id != NULL)
+		log_info("event refused", " id=%s status=%d error=%s err=%s", id, status,
+		    code, log_q(message));
+	else
+		log_info("request refused", " status=%d error=%s path=%s", status, code,
+		    log_q(req->path));
+	http_reply_error(req, status, code, message, extra);
+}
+
+static void
+fail(struct http_request *req, int status, const char *code, const char *message,
+    const char *extra)
+{
+	fail_event(req, NULL, status, code, message, extra);
+}
+
+/*
+ * The checks that need no body: path, method, workspace_id form, size.
+ * Answers and returns -1 when one fails.
+ */
+static int
+check_head(struct http_request *req, struct ingest *g, char ws[UUID_LEN + 1])
+{
+	enum route r = route_of(req);
+	int get = strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0;
+
+	switch (r) {
+	case R_NONE:
+		fail(req, 404, "not_found", "no such endpoint", NULL);
+		return -1;
+	case R_HEALTHZ: case R_READYZ: case R_METRICS:
+		if (!get) {
+			fail(req, 405, "method_not_allowed", "use GET", "Allow: GET, HEAD\r\n");
+			return -1;
+		}
+		return 0;
+	case R_WEBHOOK:
+		break;
+	}
+	if (strcmp(req->method, "POST") != 0) {
+		fail(req, 405, "method_not_allowed", "use POST", "Allow: POST\r\n");
+		return -1;
+	}
+	if (uuid_canonical(req->path + WEBHOOK_PREFIX_LEN,
+	    req->path_len - WEBHOOK_PREFIX_LEN, ws) < 0) {
+		fail(req, 400, "invalid_workspace_id",
+		    "workspace_id must be a UUID (8-4-4-4-12 hex)", NULL);
+		return -1;
+	}
+	if (!req->chunked && req->content_length > (long long)g->max_body) {
+		fail(req, 413, "body_too_large", "request body larger than --max-body", NULL);
+		return -1;
+	}
+	return 0;
+}
+
+void
+ingest_on_head(struct http_request *req, void *arg)
+{
+	char ws[UUID_LEN + 1];
+
+	(void)check_head(req, arg, ws);
+}
+
+static void
+reply_json(struct http_request *req, int status, const char *body)
+{
+	metrics_request(status, NULL);
+	http_reply(req, status, "application/json", NULL, body, strlen(body));
+}
+
+static void
+serve_health(struct http_request *req, struct ingest *g, enum route r)
+{
+	struct buf b = BUF_INIT;
+	int ready = g->ack == NULL || ack_writer_ready(g->ack);
+
+	switch (r) {
+	case R_HEALTHZ:
+		reply_json(req, 200, "{\"status\":\"ok\"}");
+		break;
+	case R_READYZ:
+		if (ready)
+			reply_json(req, 200, "{\"ready\":true}");
+		else
+			fail(req, 503, "not_ready", "inbox-writer is not answering",
+			    "Retry-After: 1\r\n");
+		break;
+	default:
+		metrics_render(&b, g->ack ? (long)ack_pending(g->ack) : 0,
+		    http_server_connections(g->http), ready);
+		metrics_request(200, NULL);
+		http_reply(req, 200, "text/plain; version=0.0.4; charset=utf-8", NULL,
+		    b.p ? b.p : "", b.len);
+		buf_free(&b);
+		break;
+	}
+}
+
+/* A header value that will be stored as text must be valid UTF-8. */
+static int
+text_header(struct http_request *req, const char *name, const char **out)
+{
+	const struct header *h = http_header(req, name);
+
+	*out = NULL;
+	if (h == NULL)
+		return 0;
+	if (!utf8_valid(h->value, h->value_len)) {
+		char msg[96];
+		snprintf(msg, sizeof msg, "header %s is not valid UTF-8", name);
+		fail(req, 400, "invalid_header", msg, NULL);
+		return -1;
+	}
+	*out = h->value;
+	return 0;
+}
+
+static void
+accept_webhook(struct http_request *req, struct ingest *g, const char *ws)
+{
+	struct webhook_query q;
+	struct field_inputs in;
+	struct json_span payload;
+	struct json_error jerr;
+	struct envelope e;
+	char source[SOURCE_MAX + 1], kind[SOURCE_MAX + 16], received[TIMESTAMP_LEN + 1];
+	const char *msg;
+	enum json_status js;
+	struct pending *p;
+
+	if (webhook_query_parse(req->query, req->query_len, &q, &g->query_arena, &msg) < 0) {
+		fail(req, 400, "invalid_query", msg, NULL);
+		return;
+	}
+	if (q.source == NULL) {
+		strcpy(source, "generic");
+	} else if (source_normalize(q.source, strlen(q.source), source) < 0) {
+		fail(req, 400, "invalid_source",
+		    "source must match [a-z0-9][a-z0-9_-]{0,63}", NULL);
+		return;
+	}
+	/* (signature verification goes here: before the body is looked at) */
+	js = json_check_object(req->body, req->body_len, PAYLOAD_MAX_DEPTH, &payload, &jerr);
+	if (js != JSON_OK) {
+		char m[160];
+		snprintf(m, sizeof m, "body is not a JSON object: %s at byte %zu",
+		    js == JSON_NOT_OBJECT ? "not an object" : jerr.what, jerr.offset);
+		fail(req, 400, json_status_code(js), m, NULL);
+		return;
+	}
+	memset(&in, 0, sizeof in);
+	in.query_event_type = q.event_type;
+	in.query_source_identifier = q.source_identifier;
+	in.query_dedupe_key = q.dedupe_key;
+	if (text_header(req, "x-webhook-id", &in.header_webhook_id) < 0 ||
+	    text_header(req, "x-request-id", &in.header_request_id) < 0)
+		return;
+	in.payload = &payload;
+	in.source = source;
+	in.workspace_id = ws;
+	buf_reset(&g->role);
+	buf_reset(&g->headers);
+	buf_reset(&g->line);
+	snprintf(kind, sizeof kind, "webhook.%s", source);
+	if (fields_resolve(&g->fields, &in) < 0 ||
+	    buf_printf(&g->role, "%s.", kind) < 0 ||
+	    role_slug(&g->role, g->fields.event_type.p, g->fields.event_type.len) < 0 ||
+	    headers_json(&g->headers, req->headers, req->nheaders) < 0) {
+		fail(req, 503, "overloaded", "out of memory", "Retry-After: 1\r\n");
+		return;
+	}
+	memset(&e, 0, sizeof e);
+	if (uuid_v7(e.id) < 0) {
+		fail(req, 503, "overloaded", "no randomness", "Retry-After: 1\r\n");
+		return;
+	}
+	memcpy(e.workspace_id, ws, UUID_LEN + 1);
+	timestamp_now(received);
+	e.source = source;
+	e.source_kind = kind;
+	e.event_type = g->fields.event_type.p;
+	e.role = g->role.p;
+	e.dedupe_key = g->fields.has_dedupe_key ? g->fields.dedupe_key.p : NULL;
+	e.source_identifier = g->fields.source_identifier.p;
+	e.received_at = received;
+	e.headers = g->headers.p;
+	e.headers_len = g->headers.len;
+	e.payload = payload.start;
+	e.payload_len = payload.len;
+	if (envelope_build(&g->line, &e) < 0) {
+		fail(req, 503, "overloaded", "out of memory", "Retry-After: 1\r\n");
+		return;
+	}
+
+	if (g->out_fd >= 0) {
+		/* Debug mode: written to stdout is all the durability there is. */
+		size_t off = 0;
+		buf_putc(&g->line, '\n');
+		while (off < g->line.len) {
+			ssize_t w = write(g->out_fd, g->line.p + off, g->line.len - off);
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w <= 0) {
+				fail(req, 503, "unavailable", "cannot write to stdout", "Retry-After: 1\r\n");
+				return;
+			}
+			off += (size_t)w;
+		}
+		char body[96];
+		snprintf(body, sizeof body, "{\"accepted\":true,\"event_id\":\"%s\"}", e.id);
+		log_info("event written to stdout", " id=%s workspace_id=%s role=%s",
+		    e.id, ws, log_q(e.role));
+		metrics_ack_latency(http_now_ns() - req->t0_ns);
+		reply_json(req, 202, body);
+		return;
+	}
+
+	p = malloc(sizeof *p);
+	if (p == NULL) {
+		fail(req, 503, "overloaded", "out of memory", "Retry-After: 1\r\n");
+		return;
+	}
+	memcpy(p->id, e.id, sizeof p->id);
+	memcpy(p->workspace_id, ws, sizeof p->workspace_id);
+	req->body = NULL;     /* not needed any more */
+	/* The request keeps p until the writer answers. */
+	if (ack_submit(g->ack, g->line.p, g->line.len, req) < 0) {
+		free(p);
+		fail(req, 503, "unavailable", "inbox-writer is not reachable", "Retry-After: 1\r\n");
+		return;
+	}
+	req->user = p;
+	log_debug("event sent to writer", " id=%s workspace_id=%s", e.id, ws);
+}
+
+void
+ingest_on_request(struct http_request *req, void *arg)
+{
+	struct ingest *g = arg;
+	char ws[UUID_LEN + 1];
+	enum route r;
+
+	if (check_head(req, g, ws) < 0)
+		return;
+	r = route_of(req);
+	if (r != R_WEBHOOK) {
+		serve_health(req, g, r);
+		return;
+	}
+	if (req->body_len > g->max_body) {
+		fail(req, 413, "body_too_large", "request body larger than --max-body", NULL);
+		return;
+	}
+	accept_webhook(req, g, ws);
+}
+
+void
+ingest_on_ack(void *ctx, enum ack_status st, const char *event_id,
+    const char *message, void *arg)
+{
+	struct http_request *req = ctx;
+	struct pending *p = req->user;
+	char body[128];
+
+	(void)arg;
+	switch (st) {
+	case ACK_ACCEPTED:
+	case ACK_DUPLICATE:
+		if (event_id == NULL || strlen(event_id) != UUID_LEN) {
+			fail_event(req, p->id, 503, "unavailable", "malformed writer reply", "Retry-After: 1\r\n");
+			break;
+		}
+		snprintf(body, sizeof body, "{\"accepted\":%s,\"event_id\":\"%s\"}",
+		    st == ACK_ACCEPTED ? "true" : "false", event_id);
+		if (st == ACK_ACCEPTED)
+			log_info("event accepted", " id=%s workspace_id=%s status=202 ms=%.3f",
+			    event_id, p->workspace_id, (double)(http_now_ns() - req->t0_ns) / 1e6);
+		else
+			log_info("event duplicate", " id=%s original=%s workspace_id=%s status=202 ms=%.3f",
+			    p->id, event_id, p->workspace_id, (double)(http_now_ns() - req->t0_ns) / 1e6);
+		metrics_ack_latency(http_now_ns() - req->t0_ns);
+		reply_json(req, 202, body);
+		break;
+	case ACK_UNKNOWN_WORKSPACE:
+		fail_event(req, p->id, 404, "workspace_not_found", "no such workspace", NULL);
+		break;
+	case ACK_REJECTED:
+		fail_event(req, p->id, 400, "rejected", message, NULL);
+		break;
+	case ACK_TIMEOUT:
+		fail_event(req, p->id, 503, "unavailable", message, "Retry-After: 1\r\n");
+		break;
+	}
+	req->user = NULL;
+	free(p);
+}

@@ -1,0 +1,224 @@
+/*
+ * ingest-httpd: accept webhooks over HTTP and answer 202 only once
+ * inbox-writer has committed them. See ingest-httpd(1).
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sysexits.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <zmq.h>
+
+#include "ack.h"
+#include "endpoint.h"
+#include "http.h"
+#include "ingest.h"
+#include "log.h"
+#include "stage.h"
+
+struct config {
+	const char *listen;
+	long long max_body;
+	long long max_header_size;
+	long long max_headers;
+	long long ack_timeout_ms;
+	long long request_timeout_s;
+	long long idle_timeout_s;
+	long long max_connections;
+	long long max_pending;
+};
+
+static const struct stage_option options[] = {
+	{ "listen", 'l', "HOST:PORT", "listen here (default 127.0.0.1:8080)" },
+	{ "max-body", 0, "BYTES", "largest accepted body, k/M suffixes (default 1M)" },
+	{ "max-header-size", 0, "BYTES", "largest request line + headers (default 64k)" },
+	{ "max-headers", 0, "N", "most header fields in a request (default 100)" },
+	{ "ack-timeout", 0, "MS", "answer 503 when the writer has not confirmed by then (default 5000)" },
+	{ "request-timeout", 0, "SECONDS", "whole request, first byte to last, must arrive within (default 30)" },
+	{ "idle-timeout", 0, "SECONDS", "close a keep-alive connection idle this long (default 60)" },
+	{ "max-connections", 0, "N", "client connections at once (default 1024)" },
+	{ "max-pending", 0, "N", "requests waiting for the writer at once (default 65536)" },
+};
+
+static int
+set_option(void *ctx, const struct stage_option *o, const char *arg, const char **err)
+{
+	struct config *c = ctx;
+
+	*err = NULL;
+	if (strcmp(o->name, "listen") == 0) {
+		c->listen = arg;
+		return 0;
+	}
+	if (strcmp(o->name, "max-body") == 0)
+		return stage_size(arg, 2, 1LL << 30, &c->max_body);
+	if (strcmp(o->name, "max-header-size") == 0)
+		return stage_size(arg, 1024, 1 << 20, &c->max_header_size);
+	if (strcmp(o->name, "max-headers") == 0)
+		return stage_number(arg, 1, HTTP_MAX_HEADERS_LIMIT, &c->max_headers);
+	if (strcmp(o->name, "ack-timeout") == 0)
+		return stage_number(arg, 1, 600000, &c->ack_timeout_ms);
+	if (strcmp(o->name, "request-timeout") == 0)
+		return stage_number(arg, 1, 3600, &c->request_timeout_s);
+	if (strcmp(o->name, "idle-timeout") == 0)
+		return stage_number(arg, 1, 3600, &c->idle_timeout_s);
+	if (strcmp(o->name, "max-connections") == 0)
+		return stage_number(arg, 1, 1000000, &c->max_connections);
+	if (strcmp(o->name, "max-pending") == 0)
+		return stage_number(arg, 1, 1 << 24, &c->max_pending);
+	return -1;
+}
+
+struct runtime {
+	struct event_base *base;
+	struct ingest *g;
+	struct event *drain_timer;
+	int stopping;
+	long long ack_timeout_ms;
+};
+
+static void
+check_drained(evutil_socket_t fd, short what, void *arg)
+{
+	struct runtime *rt = arg;
+
+	(void)fd;
+	(void)what;
+	if (http_server_busy(rt->g->http) == 0)
+		event_base_loopbreak(rt->base);
+}
+
+static void
+on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct runtime *rt = arg;
+	struct timeval tick = { 0, 50000 };
+
+	(void)what;
+	if (sig == SIGHUP) {
+		log_info("reload requested: nothing to reload", "%s", "");
+		return;
+	}
+	if (rt->stopping) {
+		log_warn("second stop signal: exiting now", " in_flight=%d",
+		    http_server_busy(rt->g->http));
+		_exit(EX_TEMPFAIL);
+	}
+	rt->stopping = 1;
+	log_info("stopping: draining", " in_flight=%d", http_server_busy(rt->g->http));
+	http_server_drain(rt->g->http);
+	rt->drain_timer = event_new(rt->base, -1, EV_PERSIST, check_drained, rt);
+	if (rt->drain_timer == NULL || event_add(rt->drain_timer, &tick) < 0)
+		event_base_loopbreak(rt->base);
+}
+
+int
+main(int argc, char **argv)
+{
+	struct config cfg = { "127.0.0.1:8080", 1 << 20, 64 << 10, 100, 5000, 30, 60, 1024, 65536 };
+	struct stage st = {
+		.prog = "ingest-httpd",
+		.summary = "Accept webhooks over HTTP; answer 202 once inbox-writer has committed them.",
+		.common = STAGE_OUT | STAGE_RUN_DIR,
+		.opts = options,
+		.nopts = sizeof options / sizeof options[0],
+		.set = set_option,
+		.ctx = &cfg,
+	};
+	struct http_limits lim;
+	struct endpoint out;
+	struct ingest g;
+	struct runtime rt;
+	struct event *sigs[3];
+	const int signums[3] = { SIGTERM, SIGINT, SIGHUP };
+	void *zctx = NULL;
+	const char *err = NULL;
+	int rc;
+
+	log_init(st.prog);
+	rc = stage_args(&st, argc, argv);
+	if (rc != 0)
+		return rc > 0 ? EX_OK : EX_USAGE;
+	if (st.nargs > 0) {
+		fprintf(stderr, "%s: unexpected argument %s (see --help)\n", st.prog, st.args[0]);
+		return EX_USAGE;
+	}
+	if (endpoint_resolve(st.out, st.run_dir, "inbox-writer", 0, &out, &err) < 0) {
+		fprintf(stderr, "%s: bad --out: %s (see --help)\n", st.prog, err);
+		return EX_USAGE;
+	}
+	if (out.kind == EP_NONE) {
+		fprintf(stderr, "%s: no output: give --run-dir, --out ENDPOINT or --out - (see --help)\n", st.prog);
+		return EX_USAGE;
+	}
+	signal(SIGPIPE, SIG_IGN);
+
+	memset(&rt, 0, sizeof rt);
+	ingest_init(&g, (size_t)cfg.max_body);
+	rt.g = &g;
+	rt.ack_timeout_ms = cfg.ack_timeout_ms;
+	rt.base = event_base_new();
+	if (rt.base == NULL) {
+		log_error("cannot create event base", "%s", "");
+		return EX_OSERR;
+	}
+	lim = (struct http_limits){
+		.max_head = (size_t)cfg.max_header_size,
+		.max_headers = (size_t)cfg.max_headers,
+		.max_body = (size_t)cfg.max_body,
+		.request_timeout_ms = (int)(cfg.request_timeout_s * 1000),
+		.idle_timeout_ms = (int)(cfg.idle_timeout_s * 1000),
+		.max_conns = (int)cfg.max_connections,
+	};
+	g.http = http_server_new(rt.base, &lim, ingest_on_head, ingest_on_request, &g);
+	if (g.http == NULL)
+		return EX_OSERR;
+	if (out.kind == EP_STDIO) {
+		g.out_fd = STDOUT_FILENO;
+		log_warn("debug mode: 202 once written to stdout, NOT durable", "%s", "");
+	} else {
+		zctx = zmq_ctx_new();
+		if (zctx == NULL)
+			return EX_OSERR;
+		g.ack = ack_new(rt.base, zctx, &out, (int)cfg.ack_timeout_ms,
+		    (size_t)cfg.max_pending, ingest_on_ack, &g);
+		if (g.ack == NULL) {
+			log_error("cannot open writer socket", " out=%s err=%s",
+			    endpoint_text(&out), log_q(zmq_strerror(errno)));
+			return EX_UNAVAILABLE;
+		}
+	}
+	if (http_server_listen(g.http, cfg.listen) < 0) {
+		log_error("cannot listen", " listen=%s err=%s", cfg.listen, log_q(strerror(errno)));
+		return EX_UNAVAILABLE;
+	}
+	for (int i = 0; i < 3; i++) {
+		sigs[i] = evsignal_new(rt.base, signums[i], on_signal, &rt);
+		if (sigs[i] == NULL || event_add(sigs[i], NULL) < 0)
+			return EX_OSERR;
+	}
+	log_info("listening", " listen=%s out=%s max_body=%lld", cfg.listen,
+	    endpoint_text(&out), cfg.max_body);
+	stage_ready(&st);
+
+	event_base_dispatch(rt.base);
+
+	if (g.ack != NULL)
+		ack_fail_all(g.ack);
+	log_info("stopped", "%s", "");
+	for (int i = 0; i < 3; i++)
+		event_free(sigs[i]);
+	if (rt.drain_timer)
+		event_free(rt.drain_timer);
+	http_server_free(g.http);
+	ack_free(g.ack);
+	ingest_free(&g);
+	event_base_free(rt.base);
+	if (zctx != NULL)
+		zmq_ctx_term(zctx);
+	return EX_OK;
+}

@@ -1,0 +1,87 @@
+#include "db.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+
+void
+db_sleep(long ms, volatile sig_atomic_t *stop)
+{
+	while (ms > 0 && !(stop && *stop)) {
+		long step = ms < 50 ? ms : 50;
+		struct timespec ts = { 0, step * 1000000L };
+
+		nanosleep(&ts, NULL);
+		ms -= step;
+	}
+}
+
+const char *
+db_sqlstate(const PGresult *res)
+{
+	const char *s = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+
+	return s ? s : "";
+}
+
+const char *
+db_error(PGconn *conn, const PGresult *res)
+{
+	static char msg[512];
+	const char *m = res ? PQresultErrorMessage(res) : NULL;
+	size_t n;
+
+	if (m == NULL || *m == '\0')
+		m = conn ? PQerrorMessage(conn) : "no connection";
+	n = strcspn(m, "\n");
+	if (n >= sizeof msg)
+		n = sizeof msg - 1;
+	memcpy(msg, m, n);
+	msg[n] = '\0';
+	return msg;
+}
+
+int
+db_connection_lost(PGconn *conn, const PGresult *res)
+{
+	const char *st = db_sqlstate(res);
+
+	if (conn == NULL || PQstatus(conn) != CONNECTION_OK)
+		return 1;
+	if (res == NULL)
+		return 1;
+	/* 08: connection exception; 57P01-03: admin/crash shutdown, cannot connect now. */
+	return strncmp(st, "08", 2) == 0 || strncmp(st, "57P", 3) == 0 ||
+	    (*st == '\0' && PQresultStatus(res) == PGRES_FATAL_ERROR);
+}
+
+PGconn *
+db_connect_retry(const char *conninfo, const char *app,
+    volatile sig_atomic_t *stop, int (*setup)(PGconn *, void *), void *arg)
+{
+	const char *keys[] = { "dbname", "application_name", NULL };
+	const char *vals[] = { conninfo ? conninfo : "", app, NULL };
+	long backoff = 100;
+	unsigned tries = 0;
+
+	while (!(stop && *stop)) {
+		/* expand_dbname=1: dbname may hold a whole conninfo string or URI. */
+		PGconn *c = PQconnectdbParams(keys, vals, 1);
+
+		tries++;
+		if (c != NULL && PQstatus(c) == CONNECTION_OK &&
+		    (setup == NULL || setup(c, arg) == 0)) {
+			if (tries > 1)
+				log_info("database connected", " tries=%u", tries);
+			return c;
+		}
+		log_warn("database unavailable", " try=%u retry_ms=%ld err=%s",
+		    tries, backoff, log_q(c ? db_error(c, NULL) : "out of memory"));
+		PQfinish(c);
+		db_sleep(backoff, stop);
+		backoff = backoff * 2 > 5000 ? 5000 : backoff * 2;
+	}
+	return NULL;
+}
