@@ -21,6 +21,14 @@
  *  - max_depth <= 0 admits scalars only. text == NULL is taken as empty.
  *  - *value is written only when the text is valid JSON (JSON_OK, or
  *    JSON_NOT_OBJECT from json_check_object()).
+ *  - Nesting deeper than 8192 levels needs one malloc; if it fails the
+ *    text is refused as JSON_TOO_DEEP ("nesting too deep (out of
+ *    memory)"), json.h having no status for it.
+ *  - json_object_each() on a span that is not an accepted object visits
+ *    what it can parse, never reads outside the span, and returns 0.
+ *  - json_escape() writes one \ufffd per maximal subpart of ill-formed
+ *    UTF-8 (Unicode 3.9, as WHATWG decoders do), so "\xe2\x82x" gives
+ *    one, "\xed\xa0\x80" three.
  *
  * json_check() is one forward pass, iterative. The only per-level state is
  * whether the enclosing container is an object: one bit per level, kept on
