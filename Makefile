@@ -38,6 +38,7 @@ LIBCOMMON  := $(BUILD)/libcommon.a
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
+.SECONDARY:
 .PHONY: all deps check check-unit check-integration check-docs check-san \
         run stop install clean bench
 .DEFAULT_GOAL := all
@@ -49,20 +50,22 @@ deps:
 
 $(BUILD)/%.o: %.c $(wildcard common/*.h) $(wildcard cmd/*/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(PKG_CFLAGS) $(WARN) $(CFLAGS) -c $< -o $@
+	@echo "  CC      $<"
+	@$(CC) $(CPPFLAGS) $(PKG_CFLAGS) $(WARN) $(CFLAGS) -c $< -o $@
 
 $(LIBCOMMON): $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
-	$(AR) rcs $@ $^
+	@$(AR) rcs $@ $^
 
 .SECONDEXPANSION:
 $(BIN)/%: $$(addprefix $(BUILD)/,$$(addsuffix .o,$$(basename $$(wildcard cmd/$$*/*.c)))) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) $(CFLAGS) -o $@ $^ $(PKG_LIBS)
+	@echo "  LD      $@"
+	@$(CC) $(LDFLAGS) $(CFLAGS) -o $@ $^ $(PKG_LIBS)
 
 $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(LIBCOMMON)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) $(CFLAGS) -o $@ $^ $(PKG_LIBS)
+	@$(CC) $(LDFLAGS) $(CFLAGS) -o $@ $^ $(PKG_LIBS)
 
 $(BUILD)/tests/unit/%.o: CPPFLAGS += -Itests/unit
 

@@ -27,14 +27,18 @@
 #include "stage.h"
 #include "store.h"
 
+#define MAX_LANES 8
+
 struct config {
 	long long batch_max;
+	long long connections;
 	long long max_line;
 	int allow_async_commit;
 };
 
 static const struct stage_option options[] = {
 	{ "batch-max", 'b', "N", "most envelopes in one transaction (default 512)" },
+	{ "connections", 'c', "N", "database connections, each with a batch in flight (default 2)" },
 	{ "max-line", 0, "BYTES", "longest envelope line, k/M suffixes (default 4M)" },
 	{ "allow-async-commit", 0, NULL, "start even when synchronous_commit is off (acknowledged events may be lost)" },
 };
@@ -47,6 +51,8 @@ set_option(void *ctx, const struct stage_option *o, const char *arg, const char 
 	*err = NULL;
 	if (strcmp(o->name, "batch-max") == 0)
 		return stage_number(arg, 1, 100000, &c->batch_max);
+	if (strcmp(o->name, "connections") == 0)
+		return stage_number(arg, 1, MAX_LANES, &c->connections);
 	if (strcmp(o->name, "max-line") == 0)
 		return stage_size(arg, 1024, 1LL << 30, &c->max_line);
 	if (strcmp(o->name, "allow-async-commit") == 0) {
@@ -56,15 +62,24 @@ set_option(void *ctx, const struct stage_option *o, const char *arg, const char 
 	return -1;
 }
 
+/* A database connection and the batch it has in flight. */
+struct lane {
+	PGconn *conn;
+	struct store st;
+	struct item *items;
+	size_t n;
+	int busy;
+};
+
 struct writer {
 	struct config cfg;
 	const char *conninfo;
-	PGconn *conn;
+	struct lane lanes[MAX_LANES];
+	int nlanes;
+	struct lane *cur;     /* the lane being filled or finished */
 	void *in_sock;        /* ROUTER, or NULL for stdin */
 	void *out_sock;       /* PUSH hints, or NULL */
 	int out_fd;           /* stdout hints, or -1 */
-	struct item *items;
-	size_t nitems;
 	unsigned long long stored, duplicates, refused, hints_dropped;
 	long bad_lines;
 };
@@ -127,8 +142,8 @@ finish_batch(struct writer *w)
 {
 	char reply[400];
 
-	for (size_t i = 0; i < w->nitems; i++) {
-		struct item *it = &w->items[i];
+	for (size_t i = 0; i < w->cur->n; i++) {
+		struct item *it = &w->cur->items[i];
 		char where[32] = "";
 
 		if (it->lineno > 0)
@@ -178,30 +193,32 @@ finish_batch(struct writer *w)
 static int
 commit_batch(struct writer *w)
 {
-	if (w->nitems == 0)
+	if (w->cur->n == 0)
 		return 0;
 	for (;;) {
-		if (w->conn == NULL) {
-			w->conn = db_connect_retry(w->conninfo, "inbox-writer", &stage_stop,
+		struct lane *l = w->cur;
+
+		if (l->conn == NULL) {
+			l->conn = db_connect_retry(w->conninfo, "inbox-writer", &stage_stop,
 			    store_prepare, NULL);
-			if (w->conn == NULL)
+			if (l->conn == NULL)
 				return -1;
 		}
-		if (store_batch(w->conn, w->items, w->nitems) == STORE_OK)
+		if (store_batch(&l->st, l->conn, l->items, l->n) == STORE_OK)
 			break;
-		PQfinish(w->conn);
-		w->conn = NULL;
+		PQfinish(l->conn);
+		l->conn = NULL;
 	}
-	log_debug("batch committed", " rows=%zu", w->nitems);
+	log_debug("batch committed", " rows=%zu", w->cur->n);
 	finish_batch(w);
-	w->nitems = 0;
+	w->cur->n = 0;
 	return 0;
 }
 
 static struct item *
 next_item(struct writer *w)
 {
-	struct item *it = &w->items[w->nitems];
+	struct item *it = &w->cur->items[w->cur->n];
 
 	item_reset(it);
 	return it;
@@ -214,7 +231,7 @@ parse_item(struct writer *w, struct item *it)
 	const char *why;
 
 	if (envelope_parse(it->line.p ? it->line.p : "", it->line.len, &it->e, &it->arena, &why) == 0) {
-		w->nitems++;
+		w->cur->n++;
 		return 0;
 	}
 	w->refused++;
@@ -280,29 +297,107 @@ recv_peer(struct writer *w)
 	return rc;
 }
 
+/* Finish the batch of a lane whose result has arrived. Returns 0, or -1 when stopped. */
+static int
+lane_complete(struct writer *w, struct lane *l)
+{
+	enum store_status st = store_complete(&l->st, l->conn, l->items, l->n);
+
+	l->busy = 0;
+	w->cur = l;
+	if (st != STORE_OK) {
+		PQfinish(l->conn);
+		l->conn = NULL;
+		return commit_batch(w);    /* reconnect and store it again */
+	}
+	log_debug("batch committed", " rows=%zu", l->n);
+	finish_batch(w);
+	l->n = 0;
+	return 0;
+}
+
+/* Send the lane's batch without waiting for it. Returns 0, or -1 when stopped. */
+static int
+lane_send(struct writer *w, struct lane *l)
+{
+	int rc = -1;
+
+	w->cur = l;
+	if (l->conn == NULL)
+		l->conn = db_connect_retry(w->conninfo, "inbox-writer", &stage_stop,
+		    store_prepare, NULL);
+	if (l->conn != NULL)
+		rc = store_send(&l->st, l->conn, l->items, l->n);
+	if (rc == 0) {
+		l->busy = 1;
+		return 0;
+	}
+	if (rc > 0) {
+		finish_batch(w);    /* nothing needed the database */
+		l->n = 0;
+		return 0;
+	}
+	if (l->conn != NULL) {
+		PQfinish(l->conn);
+		l->conn = NULL;
+	}
+	return commit_batch(w);
+}
+
+/*
+ * The ROUTER loop: while one lane's batch commits, the next lane fills with
+ * what arrives meanwhile and is sent as soon as it has anything, so the
+ * database always has the next batch ready when a commit ends.
+ */
 static int
 run_router(struct writer *w)
 {
-	zmq_pollitem_t pi = { w->in_sock, 0, ZMQ_POLLIN, 0 };
-
 	while (!stage_stop) {
-		int rc = zmq_poll(&pi, 1, 1000);
+		zmq_pollitem_t pi[1 + MAX_LANES];
+		struct lane *busy[MAX_LANES], *idle = NULL;
+		int nb = 0, rc;
 
+		for (int i = 0; i < w->nlanes; i++) {
+			struct lane *l = &w->lanes[i];
+			if (l->busy) {
+				pi[1 + nb] = (zmq_pollitem_t){ NULL, PQsocket(l->conn), ZMQ_POLLIN, 0 };
+				busy[nb++] = l;
+			} else if (idle == NULL) {
+				idle = l;
+			}
+		}
+		pi[0] = (zmq_pollitem_t){ w->in_sock, 0, idle ? ZMQ_POLLIN : 0, 0 };
+		rc = zmq_poll(pi, 1 + nb, 1000);
 		if (rc < 0 && errno != EINTR)
 			return -1;
 		if (stage_reload) {
 			stage_reload = 0;
 			log_info("reload requested: nothing to reload", "%s", "");
 		}
-		while (w->nitems < (size_t)w->cfg.batch_max && recv_peer(w) > 0)
+		for (int k = 0; k < nb && rc > 0; k++) {
+			struct lane *l = busy[k];
+			if (!(pi[1 + k].revents & ZMQ_POLLIN))
+				continue;
+			if ((!PQconsumeInput(l->conn) || !PQisBusy(l->conn)) &&
+			    lane_complete(w, l) < 0)
+				return 0;
+		}
+		if (idle == NULL)
+			continue;
+		w->cur = idle;
+		while (idle->n < (size_t)w->cfg.batch_max && recv_peer(w) > 0)
 			;
-		if (commit_batch(w) < 0)
+		if (idle->n > 0 && lane_send(w, idle) < 0)
 			return 0;
 	}
-	/* Draining: store what is already queued, then stop. */
-	while (w->nitems < (size_t)w->cfg.batch_max && recv_peer(w) > 0)
+	/* Draining: finish what is in flight, store what is already queued. */
+	for (int i = 0; i < w->nlanes; i++)
+		if (w->lanes[i].busy && lane_complete(w, &w->lanes[i]) < 0)
+			return 0;
+	w->cur = &w->lanes[0];
+	while (w->cur->n < (size_t)w->cfg.batch_max && recv_peer(w) > 0)
 		;
-	(void)commit_batch(w);    /* with the connection gone, what is left stays unanswered */
+	(void)commit_batch(w);    /* with the database gone, what is left stays unanswered */
 	return 0;
 }
 
@@ -323,7 +418,7 @@ run_stdin(struct writer *w)
 
 	lines_init(&lr, STDIN_FILENO, (size_t)w->cfg.max_line);
 	while (!done && !stage_stop) {
-		while (w->nitems < (size_t)w->cfg.batch_max && !done) {
+		while (w->cur->n < (size_t)w->cfg.batch_max && !done) {
 			const char *line;
 			size_t len;
 			enum line_result lres = lines_next(&lr, &line, &len);
@@ -343,7 +438,7 @@ run_stdin(struct writer *w)
 			} else if (lres == LINE_EOF) {
 				done = 1;
 			} else {
-				if (w->nitems > 0 && !stdin_ready())
+				if (w->cur->n > 0 && !stdin_ready())
 					break;      /* commit what we have rather than wait */
 				if (lines_fill(&lr) < 0) {
 					if (errno == EINTR) {
@@ -401,7 +496,7 @@ main(int argc, char **argv)
 	int rc, status = EX_OK;
 
 	memset(&w, 0, sizeof w);
-	w.cfg = (struct config){ 512, 4 << 20, 0 };
+	w.cfg = (struct config){ 512, 2, 4 << 20, 0 };
 	w.out_fd = -1;
 	st.ctx = &w.cfg;
 	log_init(st.prog);
@@ -427,24 +522,30 @@ main(int argc, char **argv)
 	if (stage_signals() < 0)
 		return EX_OSERR;
 	w.conninfo = st.db;
-	w.items = calloc((size_t)w.cfg.batch_max, sizeof *w.items);
-	if (w.items == NULL)
-		return EX_OSERR;
-	for (long long i = 0; i < w.cfg.batch_max; i++) {
-		buf_init(&w.items[i].line, 0);
-		buf_init(&w.items[i].arena, 0);
-		buf_init(&w.items[i].peer, 0);
+	w.nlanes = in.kind == EP_STDIO ? 1 : (int)w.cfg.connections;
+	for (int l = 0; l < w.nlanes; l++) {
+		struct lane *ln = &w.lanes[l];
+		store_init(&ln->st);
+		ln->items = calloc((size_t)w.cfg.batch_max, sizeof *ln->items);
+		if (ln->items == NULL)
+			return EX_OSERR;
+		for (long long i = 0; i < w.cfg.batch_max; i++) {
+			buf_init(&ln->items[i].line, 0);
+			buf_init(&ln->items[i].arena, 0);
+			buf_init(&ln->items[i].peer, 0);
+		}
 	}
+	w.cur = &w.lanes[0];
 
 	/* The database first: readiness means we can store. */
-	w.conn = db_connect_retry(w.conninfo, "inbox-writer", &stage_stop, store_prepare, NULL);
-	if (w.conn == NULL)
+	w.cur->conn = db_connect_retry(w.conninfo, "inbox-writer", &stage_stop, store_prepare, NULL);
+	if (w.cur->conn == NULL)
 		return EX_OK;    /* stopped before the database came up */
-	if (!check_durability(w.conn, &setting) && !w.cfg.allow_async_commit) {
+	if (!check_durability(w.cur->conn, &setting) && !w.cfg.allow_async_commit) {
 		log_error("refusing to start: synchronous_commit is off, an acknowledged event could be lost in a crash",
 		    " synchronous_commit=%s hint=%s", setting,
 		    log_q("turn it on, or pass --allow-async-commit to accept the risk"));
-		PQfinish(w.conn);
+		PQfinish(w.cur->conn);
 		return EX_CONFIG;
 	}
 
@@ -485,23 +586,27 @@ main(int argc, char **argv)
 	stage_ready(&st);
 
 	rc = in.kind == EP_STDIO ? run_stdin(&w) : run_router(&w);
-	if (rc < 0 || w.nitems > 0)
+	if (rc < 0 || w.cur->n > 0)
 		status = EX_TEMPFAIL;
 	else if (w.bad_lines > 0)
 		status = EX_DATAERR;
 	log_info("stopped", " stored=%llu duplicates=%llu refused=%llu bad_lines=%ld hints_dropped=%llu",
 	    w.stored, w.duplicates, w.refused, w.bad_lines, w.hints_dropped);
 
-	PQfinish(w.conn);
 	zsock_destroy(&w.in_sock);
 	zsock_destroy(&w.out_sock);
 	if (zctx != NULL)
 		zmq_ctx_term(zctx);
-	for (long long i = 0; i < w.cfg.batch_max; i++) {
-		buf_free(&w.items[i].line);
-		buf_free(&w.items[i].arena);
-		buf_free(&w.items[i].peer);
+	for (int l = 0; l < w.nlanes; l++) {
+		struct lane *ln = &w.lanes[l];
+		PQfinish(ln->conn);
+		store_free(&ln->st);
+		for (long long i = 0; i < w.cfg.batch_max; i++) {
+			buf_free(&ln->items[i].line);
+			buf_free(&ln->items[i].arena);
+			buf_free(&ln->items[i].peer);
+		}
+		free(ln->items);
 	}
-	free(w.items);
 	return status;
 }

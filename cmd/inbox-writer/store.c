@@ -7,7 +7,7 @@
 #include "db.h"
 #include "log.h"
 
-#define NCOLS 10
+#define NCOLS STORE_NCOLS
 
 static const char insert_sql[] =
     "with input as ("
@@ -23,7 +23,7 @@ static const char insert_sql[] =
     "  source_identifier, dedupe_key, headers, payload, received_at"
     " from input i"
     " where exists (select 1 from infonchat.workspaces w where w.id = i.workspace_id)"
-    " order by ord"
+    " order by workspace_id, source_kind, dedupe_key, id"
     " on conflict do nothing"
     " returning id";
 
@@ -123,16 +123,14 @@ select_round(struct item *items, size_t n, size_t *idx)
 }
 
 /*
- * Run the insert for items idx[0..m). Returns 0 (results set for inserted
- * ones), 1 for a data error (nothing stored), -1 for a lost connection.
+ * Send the insert for items idx[0..m) without waiting. Returns 0, 1 when
+ * the parameters do not fit in memory, -1 for a lost connection.
  */
 static int
-insert_round(PGconn *conn, struct item *items, const size_t *idx, size_t m,
+insert_send(PGconn *conn, struct item *items, const size_t *idx, size_t m,
     struct buf *cols, char *err, size_t errlen)
 {
 	const char *values[NCOLS];
-	PGresult *r;
-	int rc = 0;
 
 	for (int c = 0; c < NCOLS; c++)
 		buf_reset(&cols[c]);
@@ -158,31 +156,65 @@ insert_round(PGconn *conn, struct item *items, const size_t *idx, size_t m,
 		}
 		values[c] = cols[c].p;
 	}
-	r = PQexecPrepared(conn, "inbox_insert", NCOLS, values, NULL, NULL, 0);
+	if (!PQsendQueryPrepared(conn, "inbox_insert", NCOLS, values, NULL, NULL, 0)) {
+		log_warn("database connection lost", " err=%s", log_q(db_error(conn, NULL)));
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Collect the result of insert_send(). Returns 0 (results set for inserted
+ * ones), 1 for a data error (nothing stored), 2 for a serialization failure
+ * or deadlock (try the same round again), -1 for a lost connection.
+ */
+static int
+insert_result(PGconn *conn, struct item *items, const size_t *idx, size_t m,
+    char *err, size_t errlen)
+{
+	PGresult *r = PQgetResult(conn), *extra;
+	int rc = 0;
+
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
 		if (db_connection_lost(conn, r)) {
 			log_warn("database connection lost", " err=%s", log_q(db_error(conn, r)));
 			rc = -1;
+		} else if (strncmp(db_sqlstate(r), "40", 2) == 0) {
+			log_info("batch rolled back, retrying", " err=%s", log_q(db_error(conn, r)));
+			rc = 2;
 		} else {
 			snprintf(err, errlen, "%s (SQLSTATE %s)", db_error(conn, r), db_sqlstate(r));
 			rc = 1;
 		}
-		PQclear(r);
-		return rc;
-	}
-	for (int t = 0; t < PQntuples(r); t++) {
-		const char *id = PQgetvalue(r, t, 0);
-		for (size_t k = 0; k < m; k++) {
-			struct item *it = &items[idx[k]];
-			if (it->result == ITEM_PENDING && strcmp(it->e.id, id) == 0) {
-				it->result = ITEM_ACCEPTED;
-				memcpy(it->event_id, it->e.id, sizeof it->event_id);
-				break;
+	} else {
+		for (int t = 0; t < PQntuples(r); t++) {
+			const char *id = PQgetvalue(r, t, 0);
+			for (size_t k = 0; k < m; k++) {
+				struct item *it = &items[idx[k]];
+				if (it->result == ITEM_PENDING && strcmp(it->e.id, id) == 0) {
+					it->result = ITEM_ACCEPTED;
+					memcpy(it->event_id, it->e.id, sizeof it->event_id);
+					break;
+				}
 			}
 		}
 	}
 	PQclear(r);
-	return 0;
+	/* Drain to the end of this query's results. */
+	while ((extra = PQgetResult(conn)) != NULL)
+		PQclear(extra);
+	if (rc == 0 && PQstatus(conn) != CONNECTION_OK)
+		rc = -1;
+	return rc;
+}
+
+static int
+insert_round(PGconn *conn, struct item *items, const size_t *idx, size_t m,
+    struct buf *cols, char *err, size_t errlen)
+{
+	int rc = insert_send(conn, items, idx, m, cols, err, errlen);
+
+	return rc != 0 ? rc : insert_result(conn, items, idx, m, err, errlen);
 }
 
 /* Settle the items of the round that were not inserted. */
@@ -270,63 +302,106 @@ settle_standins(struct item *items, size_t n)
 	}
 }
 
-enum store_status
-store_batch(PGconn *conn, struct item *items, size_t n)
+void
+store_init(struct store *st)
 {
-	struct buf cols[NCOLS];
-	size_t *idx = calloc(n ? n : 1, sizeof *idx);
-	enum store_status st = STORE_OK;
-	char err[200];
-
-	if (idx == NULL)
-		return STORE_RETRY;
+	memset(st, 0, sizeof *st);
 	for (int c = 0; c < NCOLS; c++)
-		buf_init(&cols[c], 0);
-	for (int round = 0; round < 4; round++) {
-		size_t m = select_round(items, n, idx);
+		buf_init(&st->cols[c], 0);
+}
+
+void
+store_free(struct store *st)
+{
+	for (int c = 0; c < NCOLS; c++)
+		buf_free(&st->cols[c]);
+	free(st->idx);
+	st->idx = NULL;
+}
+
+int
+store_send(struct store *st, PGconn *conn, struct item *items, size_t n)
+{
+	if (n > st->cap) {
+		size_t *idx = realloc(st->idx, n * sizeof *idx);
+		if (idx == NULL)
+			return -1;
+		st->idx = idx;
+		st->cap = n;
+	}
+	st->sent = 0;
+	st->m = select_round(items, n, st->idx);
+	if (st->m == 0)
+		return 1;
+	if (insert_send(conn, items, st->idx, st->m, st->cols, st->err, sizeof st->err) != 0)
+		return -1;
+	st->sent = 1;
+	return 0;
+}
+
+/*
+ * Settle the round in st (its insert has been sent, or is sent again here),
+ * then the rounds after it. Every round runs to completion before the next:
+ * a serialization failure repeats the round, a data error splits it.
+ */
+enum store_status
+store_complete(struct store *st, PGconn *conn, struct item *items, size_t n)
+{
+	enum store_status status = STORE_OK;
+
+	for (int round = 0; round < 8; round++) {
+		size_t m;
 		int rc;
 
-		if (m == 0)
-			break;
-		rc = insert_round(conn, items, idx, m, cols, err, sizeof err);
+		if (round > 0 || !st->sent) {
+			m = select_round(items, n, st->idx);
+			if (m == 0)
+				break;
+			rc = insert_round(conn, items, st->idx, m, st->cols, st->err, sizeof st->err);
+		} else {
+			m = st->m;
+			rc = insert_result(conn, items, st->idx, m, st->err, sizeof st->err);
+		}
+		st->sent = 0;
 		if (rc < 0) {
-			st = STORE_RETRY;
+			status = STORE_RETRY;
 			break;
 		}
+		if (rc == 2)
+			continue;
 		if (rc > 0 && m == 1) {
-			struct item *it = &items[idx[0]];
+			struct item *it = &items[st->idx[0]];
 			it->result = ITEM_INVALID;
-			snprintf(it->error, sizeof it->error, "%s", err);
+			snprintf(it->error, sizeof it->error, "%s", st->err);
 			settle_standins(items, n);
 			continue;
 		}
 		if (rc > 0) {
 			/* Find the bad one(s): every item of the round alone. */
-			log_warn("batch refused, retrying one by one", " rows=%zu err=%s", m, log_q(err));
-			for (size_t k = 0; k < m && st == STORE_OK; k++) {
-				size_t one = idx[k];
-				int r1 = insert_round(conn, items, &one, 1, cols, err, sizeof err);
+			log_warn("batch refused, retrying one by one", " rows=%zu err=%s", m, log_q(st->err));
+			for (size_t k = 0; k < m && status == STORE_OK; k++) {
+				size_t one = st->idx[k];
+				int r1 = insert_round(conn, items, &one, 1, st->cols, st->err, sizeof st->err);
 				if (r1 < 0)
-					st = STORE_RETRY;
-				else if (r1 > 0) {
+					status = STORE_RETRY;
+				else if (r1 == 1) {
 					items[one].result = ITEM_INVALID;
-					snprintf(items[one].error, sizeof items[one].error, "%s", err);
-				} else if (lookup_round(conn, items, &one, 1, cols) < 0)
-					st = STORE_RETRY;
+					snprintf(items[one].error, sizeof items[one].error, "%s", st->err);
+				} else if (r1 == 0 && lookup_round(conn, items, &one, 1, st->cols) < 0)
+					status = STORE_RETRY;
 			}
-			if (st != STORE_OK)
+			if (status != STORE_OK)
 				break;
 			settle_standins(items, n);
 			continue;
 		}
-		rc = lookup_round(conn, items, idx, m, cols);
-		if (rc < 0) {
-			st = STORE_RETRY;
+		if (lookup_round(conn, items, st->idx, m, st->cols) < 0) {
+			status = STORE_RETRY;
 			break;
 		}
 		settle_standins(items, n);
 	}
-	if (st == STORE_OK) {
+	if (status == STORE_OK) {
 		for (size_t i = 0; i < n; i++) {
 			if (items[i].result == ITEM_PENDING) {
 				items[i].result = ITEM_INVALID;
@@ -335,8 +410,17 @@ store_batch(PGconn *conn, struct item *items, size_t n)
 			}
 		}
 	}
-	for (int c = 0; c < NCOLS; c++)
-		buf_free(&cols[c]);
-	free(idx);
-	return st;
+	return status;
+}
+
+enum store_status
+store_batch(struct store *st, PGconn *conn, struct item *items, size_t n)
+{
+	int rc = store_send(st, conn, items, n);
+
+	if (rc < 0)
+		return STORE_RETRY;
+	if (rc > 0)
+		return STORE_OK;
+	return store_complete(st, conn, items, n);
 }

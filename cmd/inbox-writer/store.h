@@ -44,6 +44,21 @@ struct item {
 
 enum store_status { STORE_OK, STORE_RETRY };
 
+#define STORE_NCOLS 10
+
+/* Scratch space of one connection's batch in flight. */
+struct store {
+	struct buf cols[STORE_NCOLS];  /* array literals, one per column */
+	size_t *idx;                   /* items of the round, by index */
+	size_t cap;
+	size_t m;                      /* items in the round sent */
+	int sent;                      /* a round's insert awaits its result */
+	char err[200];
+};
+
+void store_init(struct store *st);
+void store_free(struct store *st);
+
 /* Prepare the statements on a fresh connection (db_connect_retry setup hook). */
 int store_prepare(PGconn *conn, void *arg);
 
@@ -51,7 +66,22 @@ int store_prepare(PGconn *conn, void *arg);
  * Store items[0..n) and set each one's result. STORE_RETRY: the connection
  * broke; nothing may be acknowledged, reconnect and call again with the same
  * items (results already set are kept and stay correct).
+ *
+ * Inserts are sorted by dedupe key so that concurrent batches take their
+ * locks in one order and never deadlock each other.
  */
-enum store_status store_batch(PGconn *conn, struct item *items, size_t n);
+enum store_status store_batch(struct store *st, PGconn *conn,
+    struct item *items, size_t n);
+
+/*
+ * The same in two steps, so that several connections can each have a batch
+ * in flight: store_send() sends the first insert and returns at once (0; 1
+ * when nothing needs storing; -1 connection lost); once the connection's
+ * socket is readable and PQisBusy() is false, store_complete() collects it
+ * and finishes the batch, blocking for the rare follow-up queries.
+ */
+int store_send(struct store *st, PGconn *conn, struct item *items, size_t n);
+enum store_status store_complete(struct store *st, PGconn *conn,
+    struct item *items, size_t n);
 
 #endif
