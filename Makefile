@@ -31,7 +31,7 @@ BUILD    := build/default
 BIN      := bin
 endif
 
-STAGES   := ingest-httpd inbox-writer
+STAGES   := $(notdir $(wildcard cmd/*))
 COMMON_SRC := $(wildcard common/*.c)
 COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/%.o)
 LIBCOMMON  := $(BUILD)/libcommon.a
