@@ -39,7 +39,7 @@ UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 .SECONDARY:
-.PHONY: all deps check check-unit check-integration check-docs check-san \
+.PHONY: all deps fuzz check-fuzz check check-unit check-integration check-docs check-san \
         run stop install clean bench
 .DEFAULT_GOAL := all
 
@@ -69,6 +69,30 @@ $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(LIBCOMMON)
 
 $(BUILD)/tests/unit/%.o: CPPFLAGS += -Itests/unit
 
+# Fuzz targets: replayed over their corpus in `make check` (any compiler);
+# `make fuzz` runs them under libFuzzer (clang) for FUZZ_SECONDS each.
+FUZZ_TARGETS := fuzz_body fuzz_envelope
+FUZZ_REPLAY  := $(FUZZ_TARGETS:%=$(BUILD)/tests/%)
+FUZZ_SECONDS ?= 60
+$(BUILD)/tests/fuzz_%: $(BUILD)/tests/fuzz/fuzz_%.o $(BUILD)/tests/fuzz/replay.o $(LIBCOMMON)
+	@mkdir -p $(dir $@)
+	@$(CC) $(LDFLAGS) $(CFLAGS) -o $@ $^ $(PKG_LIBS)
+
+check-fuzz: $(FUZZ_REPLAY)
+	@$(BUILD)/tests/fuzz_body tests/fuzz/corpus/body tests/data/jsontestsuite/test_parsing
+	@$(BUILD)/tests/fuzz_envelope tests/fuzz/corpus/envelope tests/data/jsontestsuite/test_parsing
+
+fuzz:
+	@mkdir -p build/fuzz/corpus-body build/fuzz/corpus-envelope
+	@for t in $(FUZZ_TARGETS); do \
+	    clang $(CPPFLAGS) $(PKG_CFLAGS) -g -O1 -fsanitize=fuzzer,address,undefined \
+	        tests/fuzz/$$t.c $(COMMON_SRC) -o build/fuzz/$$t $(PKG_LIBS) || exit 1; \
+	done
+	build/fuzz/fuzz_body -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
+	    build/fuzz/corpus-body tests/fuzz/corpus/body tests/data/jsontestsuite/test_parsing
+	build/fuzz/fuzz_envelope -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
+	    build/fuzz/corpus-envelope tests/fuzz/corpus/envelope
+
 # --- tests -------------------------------------------------------------------
 
 PYTHON ?= /usr/bin/python3
@@ -79,6 +103,7 @@ check: deps
 
 check-unit: $(UNIT_BIN)
 	@tests/run-unit $(UNIT_BIN)
+	@$(MAKE) --no-print-directory check-fuzz
 
 check-integration: all
 	@INFONCHAT_BIN=$(CURDIR)/$(BIN) $(PYTHON) tests/integration/run.py
