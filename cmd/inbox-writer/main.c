@@ -170,7 +170,16 @@ finish_batch(struct writer *w)
 			log_warn("event refused: no such workspace", " id=%s workspace_id=%s%s",
 			    it->e.id, it->e.workspace_id, where);
 			break;
-		default: {
+		case ITEM_UNSETTLED:
+		case ITEM_PENDING:
+			w->refused++;
+			if (it->lineno > 0)
+				w->bad_lines++;
+			snprintf(reply, sizeof reply, "{\"status\":\"unavailable\"}");
+			log_warn("event not settled", " id=%s err=%s%s", it->e.id,
+			    log_q(it->error), where);
+			break;
+		case ITEM_INVALID: {
 			struct buf b = BUF_INIT;
 			w->refused++;
 			if (it->lineno > 0)
@@ -457,6 +466,10 @@ run_stdin(struct writer *w)
 			break;
 		}
 	}
+	if (!done && rc == 0) {
+		log_warn("stopped before the end of the input", " line=%ld", lr.lineno);
+		rc = -1;
+	}
 	lines_free(&lr);
 	return rc;
 }
@@ -540,19 +553,21 @@ main(int argc, char **argv)
 	/* The database first: readiness means we can store. */
 	w.cur->conn = db_connect_retry(w.conninfo, "inbox-writer", &stage_stop, store_prepare, NULL);
 	if (w.cur->conn == NULL)
-		return EX_OK;    /* stopped before the database came up */
+		goto done;    /* stopped before the database came up: EX_OK */
 	if (!check_durability(w.cur->conn, &setting) && !w.cfg.allow_async_commit) {
 		log_error("refusing to start: synchronous_commit is off, an acknowledged event could be lost in a crash",
 		    " synchronous_commit=%s hint=%s", setting,
 		    log_q("turn it on, or pass --allow-async-commit to accept the risk"));
-		PQfinish(w.cur->conn);
-		return EX_CONFIG;
+		status = EX_CONFIG;
+		goto done;
 	}
 
 	if (in.kind != EP_STDIO || (out.kind != EP_STDIO && out.kind != EP_NONE)) {
 		zctx = zmq_ctx_new();
-		if (zctx == NULL)
-			return EX_OSERR;
+		if (zctx == NULL) {
+			status = EX_OSERR;
+			goto done;
+		}
 	}
 	if (in.kind != EP_STDIO) {
 		int hwm = 100000, one = 1;
@@ -564,7 +579,8 @@ main(int argc, char **argv)
 		    zsock_attach(w.in_sock, &in) < 0) {
 			log_error("cannot open input", " in=%s err=%s", endpoint_text(&in),
 			    log_q(zmq_strerror(errno)));
-			return EX_UNAVAILABLE;
+			status = EX_UNAVAILABLE;
+			goto done;
 		}
 	}
 	if (out.kind == EP_STDIO) {
@@ -578,7 +594,8 @@ main(int argc, char **argv)
 		    zsock_attach(w.out_sock, &out) < 0) {
 			log_error("cannot open output", " out=%s err=%s", endpoint_text(&out),
 			    log_q(zmq_strerror(errno)));
-			return EX_UNAVAILABLE;
+			status = EX_UNAVAILABLE;
+			goto done;
 		}
 	}
 	log_info("ready", " in=%s out=%s batch_max=%lld synchronous_commit=%s",
@@ -593,6 +610,8 @@ main(int argc, char **argv)
 	log_info("stopped", " stored=%llu duplicates=%llu refused=%llu bad_lines=%ld hints_dropped=%llu",
 	    w.stored, w.duplicates, w.refused, w.bad_lines, w.hints_dropped);
 
+done:
+	/* Every exit after the lanes exist comes here, so nothing leaks. */
 	zsock_destroy(&w.in_sock);
 	zsock_destroy(&w.out_sock);
 	if (zctx != NULL)

@@ -172,10 +172,26 @@ static int
 insert_result(PGconn *conn, struct item *items, const size_t *idx, size_t m,
     char *err, size_t errlen)
 {
-	PGresult *r = PQgetResult(conn), *extra;
+	PGresult *r = PQgetResult(conn), *next;
 	int rc = 0;
 
-	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+	/*
+	 * The rows and CommandComplete are sent before the COMMIT at Sync: a
+	 * backend killed while committing still flushes them (with its last
+	 * WARNING), and a COMMIT can fail after them. So read the query to its
+	 * end first; the first failure on the way is its result, and the rows
+	 * count only when it reached ReadyForQuery on a connection still up.
+	 */
+	while ((next = PQgetResult(conn)) != NULL) {
+		if (PQresultStatus(r) == PGRES_TUPLES_OK &&
+		    PQresultStatus(next) != PGRES_TUPLES_OK &&
+		    PQresultStatus(next) != PGRES_COMMAND_OK) {
+			PQclear(r);
+			r = next;
+		} else
+			PQclear(next);
+	}
+	if (PQresultStatus(r) != PGRES_TUPLES_OK || PQstatus(conn) != CONNECTION_OK) {
 		if (db_connection_lost(conn, r)) {
 			log_warn("database connection lost", " err=%s", log_q(db_error(conn, r)));
 			rc = -1;
@@ -200,11 +216,6 @@ insert_result(PGconn *conn, struct item *items, const size_t *idx, size_t m,
 		}
 	}
 	PQclear(r);
-	/* Drain to the end of this query's results. */
-	while ((extra = PQgetResult(conn)) != NULL)
-		PQclear(extra);
-	if (rc == 0 && PQstatus(conn) != CONNECTION_OK)
-		rc = -1;
 	return rc;
 }
 
@@ -404,7 +415,7 @@ store_complete(struct store *st, PGconn *conn, struct item *items, size_t n)
 	if (status == STORE_OK) {
 		for (size_t i = 0; i < n; i++) {
 			if (items[i].result == ITEM_PENDING) {
-				items[i].result = ITEM_INVALID;
+				items[i].result = ITEM_UNSETTLED;
 				snprintf(items[i].error, sizeof items[i].error,
 				    "could not be settled (concurrent writers); retry");
 			}

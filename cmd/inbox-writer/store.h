@@ -26,7 +26,8 @@ enum item_result {
 	ITEM_ACCEPTED,
 	ITEM_DUPLICATE,
 	ITEM_UNKNOWN_WORKSPACE,
-	ITEM_INVALID          /* the database refused it; error holds why */
+	ITEM_INVALID,         /* the database refused it; error holds why */
+	ITEM_UNSETTLED        /* neither stored nor found after retries: try later */
 };
 
 struct item {

@@ -92,6 +92,8 @@ handle_reply(struct ack *a, const unsigned char token[8], const char *text, size
 		st = ACK_DUPLICATE;
 	} else if (strcmp(status->valuestring, "unknown_workspace") == 0) {
 		st = ACK_UNKNOWN_WORKSPACE;
+	} else if (strcmp(status->valuestring, "unavailable") == 0) {
+		st = ACK_TIMEOUT;    /* not stored now; the sender may retry */
 	} else {
 		st = ACK_REJECTED;
 	}
