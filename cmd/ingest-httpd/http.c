@@ -19,6 +19,7 @@
 #include "buf.h"
 #include "json.h"
 #include "log.h"
+#include "metrics.h"
 
 #define CHUNK_LINE_MAX 1024
 #define LINGER_MS 2000
@@ -223,6 +224,7 @@ static void
 conn_error(struct http_conn *c, int status, const char *code, const char *message)
 {
 	log_debug("http request rejected", " status=%d error=%s", status, code);
+	metrics_request(status, code);
 	c->keep_alive = 0;
 	/* Not busy: http_reply() closes after writing. */
 	c->state = ST_HEAD;
@@ -583,9 +585,20 @@ on_event(struct bufferevent *bev, short what, void *arg)
 {
 	struct http_conn *c = arg;
 
-	(void)bev;
 	if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)))
 		return;
+	if (!(what & BEV_EVENT_ERROR) && c->state != ST_LINGER &&
+	    (c->state == ST_BUSY ||
+	    evbuffer_get_length(bufferevent_get_output(bev)) > 0)) {
+		/*
+		 * EOF only: the client sent all it will send (perhaps a
+		 * half-close) but may still read. Answer the request in
+		 * progress, finish writing, then close (on_write).
+		 */
+		c->keep_alive = 0;
+		c->close_after = 1;
+		return;
+	}
 	if (c->state == ST_BUSY) {
 		/* The application still holds the request; free after its reply. */
 		c->peer_gone = 1;

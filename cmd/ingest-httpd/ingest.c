@@ -335,6 +335,12 @@ ingest_on_ack(void *ctx, enum ack_status st, const char *event_id,
 	char body[128];
 
 	(void)arg;
+	/*
+	 * Take p off req now: once answered, req is reset and may already
+	 * carry the next pipelined request of the connection (and its own
+	 * pending state) when the reply below returns.
+	 */
+	req->user = NULL;
 	switch (st) {
 	case ACK_ACCEPTED:
 	case ACK_DUPLICATE:
@@ -363,6 +369,5 @@ ingest_on_ack(void *ctx, enum ack_status st, const char *event_id,
 		fail_event(req, p->id, 503, "unavailable", message, "Retry-After: 1\r\n");
 		break;
 	}
-	req->user = NULL;
 	free(p);
 }

@@ -2,6 +2,8 @@
  * ingest-httpd: accept webhooks over HTTP and answer 202 only once
  * inbox-writer has committed them. See ingest-httpd(1).
  */
+#include <sys/socket.h>
+
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -51,6 +53,14 @@ set_option(void *ctx, const struct stage_option *o, const char *arg, const char 
 
 	*err = NULL;
 	if (strcmp(o->name, "listen") == 0) {
+		struct sockaddr_storage ss;
+		int len = sizeof ss;
+
+		/* The form is checked here, so a typo is a usage error (64). */
+		if (evutil_parse_sockaddr_port(arg, (struct sockaddr *)&ss, &len) < 0) {
+			*err = "want IP:PORT, e.g. 127.0.0.1:8080 or [::1]:8080";
+			return -1;
+		}
 		c->listen = arg;
 		return 0;
 	}
@@ -133,11 +143,11 @@ main(int argc, char **argv)
 	struct endpoint out;
 	struct ingest g;
 	struct runtime rt;
-	struct event *sigs[3];
+	struct event *sigs[3] = { NULL, NULL, NULL };
 	const int signums[3] = { SIGTERM, SIGINT, SIGHUP };
 	void *zctx = NULL;
 	const char *err = NULL;
-	int rc;
+	int rc, status = EX_OK;
 
 	log_init(st.prog);
 	rc = stage_args(&st, argc, argv);
@@ -164,6 +174,7 @@ main(int argc, char **argv)
 	rt.base = event_base_new();
 	if (rt.base == NULL) {
 		log_error("cannot create event base", "%s", "");
+		ingest_free(&g);
 		return EX_OSERR;
 	}
 	lim = (struct http_limits){
@@ -175,31 +186,39 @@ main(int argc, char **argv)
 		.max_conns = (int)cfg.max_connections,
 	};
 	g.http = http_server_new(rt.base, &lim, ingest_on_head, ingest_on_request, &g);
-	if (g.http == NULL)
-		return EX_OSERR;
+	if (g.http == NULL) {
+		status = EX_OSERR;
+		goto done;
+	}
 	if (out.kind == EP_STDIO) {
 		g.out_fd = STDOUT_FILENO;
 		log_warn("debug mode: 202 once written to stdout, NOT durable", "%s", "");
 	} else {
 		zctx = zmq_ctx_new();
-		if (zctx == NULL)
-			return EX_OSERR;
+		if (zctx == NULL) {
+			status = EX_OSERR;
+			goto done;
+		}
 		g.ack = ack_new(rt.base, zctx, &out, (int)cfg.ack_timeout_ms,
 		    (size_t)cfg.max_pending, ingest_on_ack, &g);
 		if (g.ack == NULL) {
 			log_error("cannot open writer socket", " out=%s err=%s",
 			    endpoint_text(&out), log_q(zmq_strerror(errno)));
-			return EX_UNAVAILABLE;
+			status = EX_UNAVAILABLE;
+			goto done;
 		}
 	}
 	if (http_server_listen(g.http, cfg.listen) < 0) {
 		log_error("cannot listen", " listen=%s err=%s", cfg.listen, log_q(strerror(errno)));
-		return EX_UNAVAILABLE;
+		status = EX_UNAVAILABLE;
+		goto done;
 	}
 	for (int i = 0; i < 3; i++) {
 		sigs[i] = evsignal_new(rt.base, signums[i], on_signal, &rt);
-		if (sigs[i] == NULL || event_add(sigs[i], NULL) < 0)
-			return EX_OSERR;
+		if (sigs[i] == NULL || event_add(sigs[i], NULL) < 0) {
+			status = EX_OSERR;
+			goto done;
+		}
 	}
 	log_info("listening", " listen=%s out=%s max_body=%lld", cfg.listen,
 	    endpoint_text(&out), cfg.max_body);
@@ -210,8 +229,11 @@ main(int argc, char **argv)
 	if (g.ack != NULL)
 		ack_fail_all(g.ack);
 	log_info("stopped", "%s", "");
+done:
+	/* Every exit after the event base exists comes here, so nothing leaks. */
 	for (int i = 0; i < 3; i++)
-		event_free(sigs[i]);
+		if (sigs[i] != NULL)
+			event_free(sigs[i]);
 	if (rt.drain_timer)
 		event_free(rt.drain_timer);
 	http_server_free(g.http);
@@ -220,5 +242,5 @@ main(int argc, char **argv)
 	event_base_free(rt.base);
 	if (zctx != NULL)
 		zmq_ctx_term(zctx);
-	return EX_OK;
+	return status;
 }

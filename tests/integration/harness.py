@@ -198,6 +198,10 @@ def _interpolate(sql, args):
 
 _NULL = "\x1eNULL\x1e"   # what psql prints for NULL (cannot be mistaken for data in practice)
 
+# query() reads psql's CSV: let a value be as large as a payload can be
+# (the csv module's default limit is 128 KiB).
+csv.field_size_limit(max(csv.field_size_limit(), 1 << 30))
+
 
 class Cluster:
     """A throwaway PostgreSQL cluster (scripts/pg-tmp) in a fresh temporary

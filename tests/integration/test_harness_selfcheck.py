@@ -26,7 +26,12 @@ class HarnessSelfCheck(unittest.TestCase):
         self.assertEqual(rows, [[ws, "acme", "f"]])
 
     def test_migrations_recorded(self):
-        self.assertEqual(db.query("select version from infonchat.schema_migrations order by 1")[0], ["001"])
+        import glob, os
+        want = sorted(os.path.basename(f)[:3] for f in glob.glob(os.path.join(
+            os.path.dirname(__file__), "..", "..", "sql", "[0-9][0-9][0-9]_*.sql")))
+        got = [r[0] for r in db.query("select version from infonchat.schema_migrations order by 1")]
+        self.assertEqual(got, want)
+        self.assertIn("001", got)
         tables = {r[0] for r in db.query(
             "select table_name from information_schema.tables where table_schema = 'infonchat'")}
         for t in ("workspaces", "event_inbox", "event_outbox", "agents", "agent_roles",
@@ -34,7 +39,9 @@ class HarnessSelfCheck(unittest.TestCase):
             self.assertIn(t, tables)
         # running migrate again is a no-op
         db.migrate()
-        self.assertEqual(db.value("select count(*) from infonchat.schema_migrations"), "1")
+        import glob, os
+        n = len(glob.glob(os.path.join(os.path.dirname(__file__), "..", "..", "sql", "[0-9][0-9][0-9]_*.sql")))
+        self.assertEqual(db.value("select count(*) from infonchat.schema_migrations"), str(n))
 
     def test_null_empty_and_odd_text(self):
         odd = 'a,b "q" \'s\' \\ back\nnew\tline \x1f %% ü'
