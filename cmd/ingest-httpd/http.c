@@ -59,12 +59,14 @@ struct http_conn {
 	int keep_alive;
 	int close_after;              /* close once the reply is written */
 	int peer_gone;
+	int peer_eof;                 /* the client sent EOF: no more requests */
 	int in_process;
 	size_t lingered;
 };
 
 static void conn_process(struct http_conn *c);
 static void conn_free(struct http_conn *c);
+static void conn_maybe_finish(struct http_conn *c);
 
 uint64_t
 http_now_ns(void)
@@ -152,10 +154,13 @@ on_write(struct bufferevent *bev, void *arg)
 
 	(void)bev;
 	if (c->close_after && c->state != ST_BUSY && c->state != ST_LINGER) {
-		if (c->peer_gone)
-			conn_free(c);
-		else
+		if (c->peer_gone || c->peer_eof) {
+			/* Inside conn_process, conn_maybe_finish() frees it. */
+			if (!c->in_process)
+				conn_free(c);
+		} else {
 			conn_linger(c);
+		}
 	}
 }
 
@@ -167,20 +172,51 @@ http_reply(struct http_request *req, int status, const char *content_type,
 	struct http_server *srv = c->srv;
 	struct evbuffer *out = bufferevent_get_output(c->bev);
 	int was_busy = c->state == ST_BUSY;
+	char small[1024], *msg = small;
+	size_t mlen, sent = 0, clen = len;
+	int hn;
 
 	if (req->replied)
 		abort();    /* a second reply is a bug in the caller */
 	req->replied = 1;
 	if (!c->keep_alive || srv->draining || c->state != ST_BUSY)
 		c->close_after = 1;
-	evbuffer_add_printf(out,
+	if (strcmp(req->method ? req->method : "", "HEAD") == 0)
+		len = 0;    /* the headers say what GET would send */
+	hn = snprintf(small, sizeof small,
 	    "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s%s\r\n",
-	    status, status_text(status), content_type, len,
+	    status, status_text(status), content_type, clen,
 	    extra_headers ? extra_headers : "",
 	    c->close_after ? "Connection: close\r\n" :
 	    (req->minor == 0 ? "Connection: keep-alive\r\n" : ""));
-	if (len > 0 && strcmp(req->method ? req->method : "", "HEAD") != 0)
-		evbuffer_add(out, body, len);
+	if (hn < 0 || (size_t)hn >= sizeof small)
+		abort();    /* headers are ours and short */
+	mlen = (size_t)hn + len;
+	if (mlen > sizeof small) {
+		msg = malloc(mlen);
+		if (msg == NULL) {
+			msg = small;
+			mlen = (size_t)hn;     /* headers only; the client sees a short body */
+		} else {
+			memcpy(msg, small, (size_t)hn);
+		}
+	}
+	if (mlen > (size_t)hn)
+		memcpy(msg + hn, body, mlen - (size_t)hn);
+	/*
+	 * Write straight to the socket when nothing is queued before us: most
+	 * replies then cost one send(2) and no epoll changes. What the socket
+	 * does not take now goes to the bufferevent.
+	 */
+	if (evbuffer_get_length(out) == 0 && !c->peer_gone) {
+		ssize_t w = send(bufferevent_getfd(c->bev), msg, mlen, MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (w > 0)
+			sent = (size_t)w;
+	}
+	if (sent < mlen)
+		evbuffer_add(out, msg + sent, mlen - sent);
+	if (msg != small)
+		free(msg);
 	if (was_busy) {
 		srv->nbusy--;
 	}
@@ -197,7 +233,8 @@ http_reply(struct http_request *req, int status, const char *content_type,
 		return;
 	}
 	request_reset(c);
-	bufferevent_enable(c->bev, EV_READ);
+	if (!(bufferevent_get_enabled(c->bev) & EV_READ))
+		bufferevent_enable(c->bev, EV_READ);
 	timer_arm(c, srv->lim.idle_timeout_ms);
 	if (!c->in_process)
 		conn_process(c);
@@ -409,7 +446,11 @@ dispatch(struct http_conn *c)
 	c->req.body_len = c->body.len;
 	c->state = ST_BUSY;
 	srv->nbusy++;
-	bufferevent_disable(c->bev, EV_READ);
+	/*
+	 * Reading stays on while the application works (it shows a client
+	 * that goes away); on_read stops it if a pipelining client sends more
+	 * than one more request could hold.
+	 */
 	evtimer_del(c->timer);
 	srv->on_request(&c->req, srv->arg);
 }
@@ -561,6 +602,21 @@ conn_process(struct http_conn *c)
 		}
 	}
 	c->in_process = 0;
+	conn_maybe_finish(c);
+}
+
+/*
+ * After the client's EOF, once no request is in progress (a partial one
+ * can never complete), close as soon as the replies are written.
+ */
+static void
+conn_maybe_finish(struct http_conn *c)
+{
+	if (!c->peer_eof || c->in_process || c->state == ST_BUSY || c->state == ST_LINGER)
+		return;
+	c->close_after = 1;
+	if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+		conn_free(c);
 }
 
 static void
@@ -577,6 +633,11 @@ on_read(struct bufferevent *bev, void *arg)
 			conn_free(c);
 		return;
 	}
+	if (c->state == ST_BUSY) {
+		if (evbuffer_get_length(in) > c->srv->lim.max_head + c->srv->lim.max_body)
+			bufferevent_disable(bev, EV_READ);
+		return;
+	}
 	conn_process(c);
 }
 
@@ -585,18 +646,17 @@ on_event(struct bufferevent *bev, short what, void *arg)
 {
 	struct http_conn *c = arg;
 
+	(void)bev;
 	if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)))
 		return;
-	if (!(what & BEV_EVENT_ERROR) && c->state != ST_LINGER &&
-	    (c->state == ST_BUSY ||
-	    evbuffer_get_length(bufferevent_get_output(bev)) > 0)) {
+	if (!(what & BEV_EVENT_ERROR) && c->state != ST_LINGER) {
 		/*
 		 * EOF only: the client sent all it will send (perhaps a
-		 * half-close) but may still read. Answer the request in
-		 * progress, finish writing, then close (on_write).
+		 * half-close) but may still read. Answer what it sent, in
+		 * order, then close.
 		 */
-		c->keep_alive = 0;
-		c->close_after = 1;
+		c->peer_eof = 1;
+		conn_maybe_finish(c);
 		return;
 	}
 	if (c->state == ST_BUSY) {
