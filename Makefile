@@ -39,7 +39,7 @@ UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 .SECONDARY:
-.PHONY: all deps fuzz check-fuzz check check-unit check-integration check-docs check-san \
+.PHONY: all deps bench-tools fuzz check-fuzz check check-unit check-integration check-docs check-san \
         run stop install clean bench
 .DEFAULT_GOAL := all
 
@@ -110,6 +110,18 @@ check-integration: all
 
 check-docs:
 	@tests/check-docs
+
+# --- benchmarks --------------------------------------------------------------
+
+$(BUILD)/bench/loadgen: bench/loadgen.c
+	@mkdir -p $(dir $@)
+	@echo "  CC      $<"
+	@$(CC) $(CPPFLAGS) $(PKG_CFLAGS) $(filter-out -Wmissing-prototypes,$(WARN)) $(CFLAGS) -o $@ $< $(PKG_LIBS)
+
+bench-tools: $(BUILD)/bench/loadgen
+
+bench: deps all bench-tools
+	@bench/ingest
 
 # --- operations --------------------------------------------------------------
 
