@@ -3,11 +3,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "endpoint.h"
 #include "log.h"
 
 #ifndef INFONCHAT_VERSION
@@ -174,6 +176,8 @@ stage_args(struct stage *st, int argc, char **argv)
 	}
 	st->args = argv + optind;
 	st->nargs = argc - optind;
+	if (st->nargs > 0)
+		return usage_error(st, "unexpected argument", st->args[0]);
 	if (st->db == NULL && (st->common & STAGE_DB))
 		st->db = getenv("INFONCHAT_DB");
 	if (st->run_dir == NULL && (st->common & STAGE_RUN_DIR)) {
@@ -184,6 +188,31 @@ stage_args(struct stage *st, int argc, char **argv)
 	if (st->notify_fd >= 0 && fcntl(st->notify_fd, F_GETFD) < 0)
 		return usage_error(st, "--notify-fd names a descriptor that is not open", NULL);
 	return 0;
+}
+
+int
+stage_usage_error(const struct stage *st, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "%s: %s (see --help)\n", st->prog, msg);
+	return 64;
+}
+
+int
+stage_endpoint(const struct stage *st, const char *opt, const char *spec,
+    const char *sock, int bind_default, struct endpoint *ep)
+{
+	const char *err = NULL;
+
+	if (endpoint_resolve(spec, st->run_dir, sock, bind_default, ep, &err) == 0)
+		return 0;
+	stage_usage_error(st, "bad %s: %s", opt, err);
+	return -1;
 }
 
 static void

@@ -58,9 +58,26 @@ struct stage {
 
 /*
  * Parse argv. Returns 0 to go on, 1 when --help or --version was printed
- * (exit 0), or -1 after printing one usage line on stderr (exit 64).
+ * (exit 0), or -1 after printing one usage line on stderr (exit 64). No
+ * stage takes operands: any is a usage error.
  */
 int stage_args(struct stage *st, int argc, char **argv);
+
+/*
+ * Print "prog: MESSAGE (see --help)" as one line on stderr and return 64
+ * (EX_USAGE), for main() to return.
+ */
+int stage_usage_error(const struct stage *st, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/*
+ * Resolve --in or --out (opt names which, for the message) from spec or the
+ * run-dir default socket sock. Returns 0, or -1 after printing the usage
+ * error line.
+ */
+struct endpoint;
+int stage_endpoint(const struct stage *st, const char *opt, const char *spec,
+    const char *sock, int bind_default, struct endpoint *ep);
 
 /* Print the usage text (what --help prints) to stdout. */
 void stage_usage(const struct stage *st);

@@ -504,7 +504,7 @@ main(int argc, char **argv)
 		.set = set_option,
 	};
 	struct endpoint in, out;
-	const char *err = NULL, *setting;
+	const char *setting;
 	void *zctx = NULL;
 	int rc, status = EX_OK;
 
@@ -516,22 +516,11 @@ main(int argc, char **argv)
 	rc = stage_args(&st, argc, argv);
 	if (rc != 0)
 		return rc > 0 ? EX_OK : EX_USAGE;
-	if (st.nargs > 0) {
-		fprintf(stderr, "%s: unexpected argument %s (see --help)\n", st.prog, st.args[0]);
+	if (stage_endpoint(&st, "--in", st.in, "inbox-writer", 1, &in) < 0 ||
+	    stage_endpoint(&st, "--out", st.out, "inbox-worker", 0, &out) < 0)
 		return EX_USAGE;
-	}
-	if (endpoint_resolve(st.in, st.run_dir, "inbox-writer", 1, &in, &err) < 0) {
-		fprintf(stderr, "%s: bad --in: %s (see --help)\n", st.prog, err);
-		return EX_USAGE;
-	}
-	if (endpoint_resolve(st.out, st.run_dir, "inbox-worker", 0, &out, &err) < 0) {
-		fprintf(stderr, "%s: bad --out: %s (see --help)\n", st.prog, err);
-		return EX_USAGE;
-	}
-	if (in.kind == EP_NONE) {
-		fprintf(stderr, "%s: no input: give --run-dir, --in ENDPOINT or --in - (see --help)\n", st.prog);
-		return EX_USAGE;
-	}
+	if (in.kind == EP_NONE)
+		return stage_usage_error(&st, "no input: give --run-dir, --in ENDPOINT or --in -");
 	if (stage_signals() < 0)
 		return EX_OSERR;
 	w.conninfo = st.db;

@@ -146,25 +146,16 @@ main(int argc, char **argv)
 	struct event *sigs[3] = { NULL, NULL, NULL };
 	const int signums[3] = { SIGTERM, SIGINT, SIGHUP };
 	void *zctx = NULL;
-	const char *err = NULL;
 	int rc, status = EX_OK;
 
 	log_init(st.prog);
 	rc = stage_args(&st, argc, argv);
 	if (rc != 0)
 		return rc > 0 ? EX_OK : EX_USAGE;
-	if (st.nargs > 0) {
-		fprintf(stderr, "%s: unexpected argument %s (see --help)\n", st.prog, st.args[0]);
+	if (stage_endpoint(&st, "--out", st.out, "inbox-writer", 0, &out) < 0)
 		return EX_USAGE;
-	}
-	if (endpoint_resolve(st.out, st.run_dir, "inbox-writer", 0, &out, &err) < 0) {
-		fprintf(stderr, "%s: bad --out: %s (see --help)\n", st.prog, err);
-		return EX_USAGE;
-	}
-	if (out.kind == EP_NONE) {
-		fprintf(stderr, "%s: no output: give --run-dir, --out ENDPOINT or --out - (see --help)\n", st.prog);
-		return EX_USAGE;
-	}
+	if (out.kind == EP_NONE)
+		return stage_usage_error(&st, "no output: give --run-dir, --out ENDPOINT or --out -");
 	signal(SIGPIPE, SIG_IGN);
 
 	memset(&rt, 0, sizeof rt);

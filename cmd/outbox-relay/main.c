@@ -297,13 +297,6 @@ json_array(const char *const *items, int n)
 	return b.p;
 }
 
-static int
-usage(const char *prog, const char *what)
-{
-	fprintf(stderr, "%s: %s (see --help)\n", prog, what);
-	return EX_USAGE;
-}
-
 int
 main(int argc, char **argv)
 {
@@ -317,7 +310,6 @@ main(int argc, char **argv)
 		.set = set_option,
 	};
 	struct endpoint in, out;
-	const char *err = NULL;
 	char *topics = NULL, *kinds = NULL;
 	void *zctx = NULL;
 	int rc, status = EX_OK, replay, piping;
@@ -330,31 +322,25 @@ main(int argc, char **argv)
 	rc = stage_args(&st, argc, argv);
 	if (rc != 0)
 		return rc > 0 ? EX_OK : EX_USAGE;
-	if (st.nargs > 0)
-		return usage(st.prog, "unexpected argument");
 	replay = r.cfg.replay_from >= 0;
 	if (!replay && (r.cfg.replay_to_given || r.cfg.ntopics || r.cfg.nkinds))
-		return usage(st.prog, "--replay-to, --topic and --kind go with --replay-from");
+		return stage_usage_error(&st, "%s", "--replay-to, --topic and --kind go with --replay-from");
 	if (replay && r.cfg.replay_to < r.cfg.replay_from)
-		return usage(st.prog, "--replay-to is below --replay-from");
+		return stage_usage_error(&st, "%s", "--replay-to is below --replay-from");
 	if (replay && st.in != NULL)
-		return usage(st.prog, "--replay-from reads the database, not --in");
+		return stage_usage_error(&st, "%s", "--replay-from reads the database, not --in");
 	piping = st.in != NULL && strcmp(st.in, "-") == 0;
-	if (endpoint_resolve(replay ? NULL : st.in, replay ? NULL : st.run_dir,
-	    "outbox-relay", 1, &in, &err) < 0) {
-		fprintf(stderr, "%s: bad --in: %s (see --help)\n", st.prog, err);
+	memset(&in, 0, sizeof in);     /* a replay reads the database, no --in */
+	if (!replay && stage_endpoint(&st, "--in", st.in, "outbox-relay", 1, &in) < 0)
 		return EX_USAGE;
-	}
 	/* A replay prints unless told where to publish. */
-	if (endpoint_resolve(replay && st.out == NULL ? "-" : st.out, st.run_dir, "router", 0,
-	    &out, &err) < 0) {
-		fprintf(stderr, "%s: bad --out: %s (see --help)\n", st.prog, err);
+	if (stage_endpoint(&st, "--out", replay && st.out == NULL ? "-" : st.out,
+	    "router", 0, &out) < 0)
 		return EX_USAGE;
-	}
 	if (!replay && in.kind == EP_NONE)
-		return usage(st.prog, "no input: give --run-dir, --in ENDPOINT, --in - or --replay-from");
+		return stage_usage_error(&st, "%s", "no input: give --run-dir, --in ENDPOINT, --in - or --replay-from");
 	if (out.kind == EP_NONE)
-		return usage(st.prog, "no output: give --run-dir or --out");
+		return stage_usage_error(&st, "%s", "no output: give --run-dir or --out");
 	if (stage_signals() < 0)
 		return EX_OSERR;
 	r.conninfo = st.db;

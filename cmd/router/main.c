@@ -69,13 +69,6 @@ set_option(void *ctx, const struct stage_option *o, const char *arg, const char 
 	return -1;
 }
 
-static int
-usage(const char *prog, const char *what)
-{
-	fprintf(stderr, "%s: %s (see --help)\n", prog, what);
-	return EX_USAGE;
-}
-
 int
 main(int argc, char **argv)
 {
@@ -91,7 +84,7 @@ main(int argc, char **argv)
 	};
 	struct endpoint in, out;
 	struct proxy p;
-	const char *err = NULL, *which;
+	const char *which;
 	void *zctx;
 	int rc, status = EX_OK;
 
@@ -99,30 +92,24 @@ main(int argc, char **argv)
 	rc = stage_args(&st, argc, argv);
 	if (rc != 0)
 		return rc > 0 ? EX_OK : EX_USAGE;
-	if (st.nargs > 0)
-		return usage(st.prog, "unexpected argument");
 	if (!cfg.tail && (cfg.ntopics > 0 || cfg.nkinds > 0))
-		return usage(st.prog, "--topic and --kind go with --tail");
+		return stage_usage_error(&st, "%s", "--topic and --kind go with --tail");
 	/* The router binds both sides; a tail connects to the subscriber side. */
-	if (endpoint_resolve(st.in, st.run_dir, cfg.tail ? "events" : "router", !cfg.tail,
-	    &in, &err) < 0) {
-		fprintf(stderr, "%s: bad --in: %s (see --help)\n", st.prog, err);
+	if (stage_endpoint(&st, "--in", st.in, cfg.tail ? "events" : "router", !cfg.tail, &in) < 0)
 		return EX_USAGE;
-	}
 	if (cfg.tail) {
 		if (st.out != NULL && strcmp(st.out, "-") != 0)
-			return usage(st.prog, "--tail prints on stdout: --out is - or absent");
+			return stage_usage_error(&st, "%s", "--tail prints on stdout: --out is - or absent");
 		out.kind = EP_STDIO;
-	} else if (endpoint_resolve(st.out, st.run_dir, "events", 1, &out, &err) < 0) {
-		fprintf(stderr, "%s: bad --out: %s (see --help)\n", st.prog, err);
+	} else if (stage_endpoint(&st, "--out", st.out, "events", 1, &out) < 0) {
 		return EX_USAGE;
 	}
 	if (in.kind == EP_NONE)
-		return usage(st.prog, "no input: give --run-dir or --in ENDPOINT");
+		return stage_usage_error(&st, "%s", "no input: give --run-dir or --in ENDPOINT");
 	if (in.kind == EP_STDIO)
-		return usage(st.prog, "--in wants an endpoint (@ENDPOINT or >ENDPOINT)");
+		return stage_usage_error(&st, "%s", "--in wants an endpoint (@ENDPOINT or >ENDPOINT)");
 	if (!cfg.tail && (out.kind == EP_NONE || out.kind == EP_STDIO))
-		return usage(st.prog, "--out wants an endpoint: give --run-dir or --out @ENDPOINT");
+		return stage_usage_error(&st, "%s", "--out wants an endpoint: give --run-dir or --out @ENDPOINT");
 	if (stage_signals() < 0)
 		return EX_OSERR;
 	zctx = zmq_ctx_new();
