@@ -257,7 +257,16 @@ main(int argc, char **argv)
 	if (lat == NULL || queue == NULL || conns == NULL)
 		return 70;
 	run_id = (unsigned)getpid() ^ (unsigned)time(NULL);
-	base = event_base_new();
+	{
+		/* epoll's timeout is in milliseconds; a timerfd keeps ticks at 0.5 ms. */
+		struct event_config *cfg = event_config_new();
+		if (cfg == NULL || event_config_set_flag(cfg, EVENT_BASE_FLAG_PRECISE_TIMER) < 0)
+			return 70;
+		base = event_base_new_with_config(cfg);
+		event_config_free(cfg);
+		if (base == NULL)
+			return 70;
+	}
 	for (int i = 0; i < nconns; i++)
 		conn_open(&conns[i]);
 	tick = event_new(base, -1, EV_PERSIST, on_tick, NULL);
