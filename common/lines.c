@@ -1,6 +1,7 @@
 #include "lines.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -85,4 +86,12 @@ lines_fill(struct line_reader *lr)
 		lr->eof = 1;
 	lr->buf.len += (size_t)n;
 	return (long)n;
+}
+
+int
+lines_ready(const struct line_reader *lr)
+{
+	struct pollfd p = { lr->fd, POLLIN, 0 };
+
+	return poll(&p, 1, 0) > 0;
 }

@@ -34,6 +34,9 @@ void lines_free(struct line_reader *lr);
  */
 enum line_result lines_next(struct line_reader *lr, const char **line, size_t *len);
 
+/* True when fd has input now, so lines_fill() would not block. */
+int lines_ready(const struct line_reader *lr);
+
 /* Read once from fd. Returns bytes read, 0 at end of file, -1 on error (errno). */
 long lines_fill(struct line_reader *lr);
 

@@ -410,14 +410,6 @@ run_router(struct writer *w)
 	return 0;
 }
 
-static int
-stdin_ready(void)
-{
-	struct pollfd p = { STDIN_FILENO, POLLIN, 0 };
-
-	return poll(&p, 1, 0) > 0;
-}
-
 /* Bulk import: returns 0, or -1 when stopped with work not stored. */
 static int
 run_stdin(struct writer *w)
@@ -447,7 +439,7 @@ run_stdin(struct writer *w)
 			} else if (lres == LINE_EOF) {
 				done = 1;
 			} else {
-				if (w->cur->n > 0 && !stdin_ready())
+				if (w->cur->n > 0 && !lines_ready(&lr))
 					break;      /* commit what we have rather than wait */
 				if (lines_fill(&lr) < 0) {
 					if (errno == EINTR) {

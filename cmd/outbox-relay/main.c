@@ -29,13 +29,13 @@
 #include "endpoint.h"
 #include "json.h"
 #include "log.h"
+#include "prefixes.h"
 #include "outbox.h"
 #include "pipe.h"
 #include "replay.h"
 #include "sink.h"
 #include "stage.h"
 
-#define MAX_PREFIXES 64
 #define HINT_HWM 1000           /* hints only say "look now": a few suffice */
 #define PUB_LINGER_MS 2000      /* time to hand queued envelopes to the router at exit */
 #define REPLAY_LINGER_MS 10000
@@ -47,10 +47,7 @@ struct config {
 	long long max_line;
 	long long replay_from;      /* -1: not replaying */
 	long long replay_to;
-	const char *topics[MAX_PREFIXES];
-	int ntopics;
-	const char *kinds[MAX_PREFIXES];
-	int nkinds;
+	struct prefixes pf;         /* --topic, --kind */
 	int replay_to_given;
 };
 
@@ -85,17 +82,8 @@ set_option(void *ctx, const struct stage_option *o, const char *arg, const char 
 	}
 	if (strcmp(o->name, "max-line") == 0)
 		return stage_size(arg, 1024, 1LL << 30, &c->max_line);
-	if (strcmp(o->name, "topic") == 0 || strcmp(o->name, "kind") == 0) {
-		int topic = o->name[0] == 't';
-		int *n = topic ? &c->ntopics : &c->nkinds;
-
-		if (*n >= MAX_PREFIXES) {
-			*err = "too many prefixes (64 at most)";
-			return -1;
-		}
-		(topic ? c->topics : c->kinds)[(*n)++] = arg;
-		return 0;
-	}
+	if (strcmp(o->name, "topic") == 0 || strcmp(o->name, "kind") == 0)
+		return prefixes_add(&c->pf, o->name, arg, err);
 	return -1;
 }
 
@@ -323,7 +311,7 @@ main(int argc, char **argv)
 	if (rc != 0)
 		return rc > 0 ? EX_OK : EX_USAGE;
 	replay = r.cfg.replay_from >= 0;
-	if (!replay && (r.cfg.replay_to_given || r.cfg.ntopics || r.cfg.nkinds))
+	if (!replay && (r.cfg.replay_to_given || r.cfg.pf.ntopics || r.cfg.pf.nkinds))
 		return stage_usage_error(&st, "%s", "--replay-to, --topic and --kind go with --replay-from");
 	if (replay && r.cfg.replay_to < r.cfg.replay_from)
 		return stage_usage_error(&st, "%s", "--replay-to is below --replay-from");
@@ -389,8 +377,8 @@ main(int argc, char **argv)
 	if (replay) {
 		struct replay q = { r.cfg.replay_from, r.cfg.replay_to, NULL, NULL,
 		    (int)r.cfg.batch_max };
-		q.topics = topics = json_array(r.cfg.topics, r.cfg.ntopics);
-		q.kinds = kinds = json_array(r.cfg.kinds, r.cfg.nkinds);
+		q.topics = topics = json_array(r.cfg.pf.topics, r.cfg.pf.ntopics);
+		q.kinds = kinds = json_array(r.cfg.pf.kinds, r.cfg.pf.nkinds);
 		status = replay_run(&q, &r.sink, r.conninfo);
 	} else if (piping) {
 		status = pipe_run(&r.sink, (size_t)r.cfg.max_line);

@@ -17,20 +17,17 @@
 
 #include "endpoint.h"
 #include "log.h"
+#include "prefixes.h"
 #include "proxy.h"
 #include "stage.h"
 #include "tail.h"
 
-#define MAX_PREFIXES 64
 
 struct config {
 	int tail;
 	long long hwm;
 	long long stats_s;
-	const char *topics[MAX_PREFIXES];
-	int ntopics;
-	const char *kinds[MAX_PREFIXES];
-	int nkinds;
+	struct prefixes pf;         /* --topic, --kind */
 };
 
 static const struct stage_option options[] = {
@@ -55,17 +52,8 @@ set_option(void *ctx, const struct stage_option *o, const char *arg, const char 
 		return stage_number(arg, 1, 10000000, &c->hwm);
 	if (strcmp(o->name, "stats-interval") == 0)
 		return stage_number(arg, 0, 86400, &c->stats_s);
-	if (strcmp(o->name, "topic") == 0 || strcmp(o->name, "kind") == 0) {
-		int topic = o->name[0] == 't';
-		int *n = topic ? &c->ntopics : &c->nkinds;
-
-		if (*n >= MAX_PREFIXES) {
-			*err = "too many prefixes (64 at most)";
-			return -1;
-		}
-		(topic ? c->topics : c->kinds)[(*n)++] = arg;
-		return 0;
-	}
+	if (strcmp(o->name, "topic") == 0 || strcmp(o->name, "kind") == 0)
+		return prefixes_add(&c->pf, o->name, arg, err);
 	return -1;
 }
 
@@ -92,7 +80,7 @@ main(int argc, char **argv)
 	rc = stage_args(&st, argc, argv);
 	if (rc != 0)
 		return rc > 0 ? EX_OK : EX_USAGE;
-	if (!cfg.tail && (cfg.ntopics > 0 || cfg.nkinds > 0))
+	if (!cfg.tail && (cfg.pf.ntopics > 0 || cfg.pf.nkinds > 0))
 		return stage_usage_error(&st, "%s", "--topic and --kind go with --tail");
 	/* The router binds both sides; a tail connects to the subscriber side. */
 	if (stage_endpoint(&st, "--in", st.in, cfg.tail ? "events" : "router", !cfg.tail, &in) < 0)
@@ -117,7 +105,7 @@ main(int argc, char **argv)
 		return EX_OSERR;
 
 	if (cfg.tail) {
-		struct tail_config tc = { cfg.topics, cfg.ntopics, cfg.kinds, cfg.nkinds,
+		struct tail_config tc = { cfg.pf.topics, cfg.pf.ntopics, cfg.pf.kinds, cfg.pf.nkinds,
 		    (int)cfg.hwm };
 		status = tail_run(zctx, &in, &tc, &st);
 	} else if (proxy_open(&p, zctx, &in, &out, (int)cfg.hwm, &which) < 0) {
