@@ -139,6 +139,21 @@ install: all
 	install -m 644 man/man7/*.7 $(DESTDIR)$(PREFIX)/share/man/man7/
 	install -m 644 sql/*.sql $(DESTDIR)$(PREFIX)/share/infonchat/sql/
 	install -m 755 scripts/migrate $(DESTDIR)$(PREFIX)/bin/infonchat-migrate
+	@# service directories: share/infonchat/{s6,runit}/<stage>/ (see their README)
+	for sup in s6 runit; do \
+	    install -d $(DESTDIR)$(PREFIX)/share/infonchat/$$sup && \
+	    install -m 644 scripts/$$sup/README $(DESTDIR)$(PREFIX)/share/infonchat/$$sup/ || exit 1; \
+	    for s in $(STAGES); do \
+	        d=$(DESTDIR)$(PREFIX)/share/infonchat/$$sup/$$s; \
+	        install -d $$d/log || exit 1; \
+	        for f in run finish check; do \
+	            [ ! -f scripts/$$sup/$$s/$$f ] || install -m 755 scripts/$$sup/$$s/$$f $$d/ || exit 1; \
+	        done; \
+	        [ ! -f scripts/$$sup/$$s/notification-fd ] || \
+	            install -m 644 scripts/$$sup/$$s/notification-fd $$d/ || exit 1; \
+	        install -m 755 scripts/$$sup/$$s/log/run $$d/log/ || exit 1; \
+	    done; \
+	done
 
 clean:
 	rm -rf bin build

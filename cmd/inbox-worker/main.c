@@ -30,6 +30,7 @@
 #include "lines.h"
 #include "log.h"
 #include "replay.h"
+#include "retention.h"
 #include "route.h"
 #include "stage.h"
 
@@ -42,6 +43,7 @@ struct config {
 	long long connections;
 	long long sweep_ms;
 	long long max_line;
+	long long retention_days;
 	struct replay replay;
 };
 
@@ -52,6 +54,7 @@ static const struct stage_option options[] = {
 	{ "retry-delay", 0, "MS", "wait after a first failure, doubled per failure, at most 1 h (default 1000)" },
 	{ "sweep-interval", 0, "MS", "look for pending events without a hint this often (default 1000)" },
 	{ "max-line", 0, "BYTES", "longest hint or input line, k/M suffixes (default 4M)" },
+	{ "retention-days", 0, "N", "delete processed events and published messages older than N days, N >= 7 or 0 for never (default 30)" },
 	{ "replay", 0, NULL, "route the stored events the filters below choose again, then exit" },
 	{ "workspace", 0, "UUID", "replay only this workspace's events" },
 	{ "since", 0, "TIME", "replay only events received at or after TIME (RFC 3339)" },
@@ -79,6 +82,15 @@ set_option(void *ctx, const struct stage_option *o, const char *arg, const char 
 		return stage_number(arg, 10, 3600000, &c->sweep_ms);
 	if (strcmp(o->name, "max-line") == 0)
 		return stage_size(arg, 1024, 1LL << 30, &c->max_line);
+	if (strcmp(o->name, "retention-days") == 0) {
+		/* Under a week, a provider's retry could outlive its dedupe key. */
+		if (stage_number(arg, 0, 36500, &c->retention_days) < 0 ||
+		    (c->retention_days > 0 && c->retention_days < RETENTION_MIN_DAYS)) {
+			*err = "want 0 (never delete) or 7 to 36500 days";
+			return -1;
+		}
+		return 0;
+	}
 	rc = replay_option(&c->replay, o->name, arg, err);
 	return rc == 0 ? 0 : -1;
 }
@@ -100,6 +112,7 @@ struct worker {
 	struct hintq q;           /* hints waiting for a lane */
 	struct buf arena;         /* envelope parser scratch */
 	struct emitter em;
+	struct retention ret;     /* service mode only */
 	unsigned long long events, routed, runs, retried, dead, hints, bad_hints;
 	size_t missing;           /* --in - / --replay: requested events not in the database */
 	long bad_lines;
@@ -275,10 +288,10 @@ run_service(struct worker *w)
 	struct sweep sw = { 0, 0 };
 
 	while (!stage_stop) {
-		zmq_pollitem_t pi[1 + MAX_LANES];
+		zmq_pollitem_t pi[2 + MAX_LANES];
 		struct slot *busy[MAX_LANES];
-		int nb = 0, rc, work_now = 0;
-		long long now = clock_ms(), wait = sw.next - now;
+		int nb = 0, rc, work_now = 0, rfd = retention_fd(&w->ret);
+		long long now = clock_ms(), wait = sw.next - now, rdue = retention_due(&w->ret);
 		enum lane_kind kind;
 
 		for (int i = 0; i < w->nslots; i++) {
@@ -297,9 +310,13 @@ run_service(struct worker *w)
 			}
 		}
 		pi[0] = (zmq_pollitem_t){ w->in_sock, 0, w->q.n < w->q.cap ? ZMQ_POLLIN : 0, 0 };
+		/* retention last: one batch of it per turn, never ahead of routing */
+		pi[1 + nb] = (zmq_pollitem_t){ NULL, rfd, rfd >= 0 ? ZMQ_POLLIN : 0, 0 };
+		if (rdue >= 0 && rdue - now < wait)
+			wait = rdue - now;
 		if (wait < 0)
 			wait = 0;
-		rc = zmq_poll(pi, 1 + nb, work_now ? 0 : (long)(wait < 1000 ? wait : 1000));
+		rc = zmq_poll(pi, 2 + nb, work_now ? 0 : (long)(wait < 1000 ? wait : 1000));
 		if (rc < 0 && errno != EINTR) {
 			log_error("poll failed", " err=%s", log_q(zmq_strerror(errno)));
 			return -1;
@@ -335,6 +352,9 @@ run_service(struct worker *w)
 			if (!s->lane.busy && dispatch(w, s, &sw, now) < 0)
 				return 0;
 		}
+		if (rc > 0 && (pi[1 + nb].revents & ZMQ_POLLIN))
+			retention_handle(&w->ret, now);
+		retention_step(&w->ret, now);
 	}
 	/* Draining: finish the batches in flight; queued hints are only hints. */
 	for (int i = 0; i < w->nslots; i++)
@@ -536,6 +556,7 @@ main(int argc, char **argv)
 	w.cfg.connections = 2;
 	w.cfg.sweep_ms = 1000;
 	w.cfg.max_line = 4 << 20;
+	w.cfg.retention_days = RETENTION_DEFAULT_DAYS;
 	replay_init(&w.cfg.replay);
 	st.ctx = &w.cfg;
 	log_init(st.prog);
@@ -557,6 +578,8 @@ main(int argc, char **argv)
 		return EX_OSERR;
 
 	w.conninfo = st.db;
+	retention_init(&w.ret, st.db, in.kind == EP_BIND || in.kind == EP_CONNECT ?
+	    w.cfg.retention_days : 0);
 	w.nslots = in.kind == EP_BIND || in.kind == EP_CONNECT ? (int)w.cfg.connections : 1;
 	for (int i = 0; i < w.nslots; i++)
 		lane_init(&w.slots[i].lane);
@@ -587,9 +610,10 @@ main(int argc, char **argv)
 		w.em.use_fd = 1;
 	}
 	mode = w.cfg.replay.on ? "replay" : in.kind == EP_STDIO ? "pipe" : "service";
-	log_info("ready", " mode=%s in=%s out=%s connections=%d batch_max=%lld max_attempts=%lld",
+	log_info("ready", " mode=%s in=%s out=%s connections=%d batch_max=%lld max_attempts=%lld"
+	    " retention_days=%lld",
 	    mode, w.cfg.replay.on ? "none" : endpoint_text(&in), endpoint_text(&out), w.nslots,
-	    w.cfg.route.batch_max, w.cfg.route.max_attempts);
+	    w.cfg.route.batch_max, w.cfg.route.max_attempts, w.ret.days);
 	stage_ready(&st);
 
 	if (w.cfg.replay.on)
@@ -609,6 +633,7 @@ main(int argc, char **argv)
 	    w.events, w.routed, w.runs, w.retried, w.dead, w.hints, w.bad_hints, w.bad_lines,
 	    w.missing, w.em.sent, w.em.dropped);
 out:
+	retention_free(&w.ret);
 	zsock_destroy(&w.in_sock);
 	zsock_destroy(&w.em.sock);
 	if (zctx != NULL)
