@@ -124,6 +124,57 @@ present(const char *s)
 	return s != NULL && *s != '\0';
 }
 
+static int
+source_is(const struct field_inputs *in, const char *name)
+{
+	return in->source != NULL && strcmp(in->source, name) == 0;
+}
+
+/* event_type from a provider profile: 1 when set, 0 when the profile has
+ * nothing, -1 on memory failure. f->source_identifier serves as scratch. */
+static int
+profile_event_type(struct fields *f, const struct field_inputs *in,
+    const struct payload_keys *k)
+{
+	int r;
+
+	if (source_is(in, "github") && present(in->header_github_event)) {
+		if (buf_puts(&f->event_type, in->header_github_event) < 0)
+			return -1;
+		r = k->has_action ? payload_text(&k->action, 0, &f->source_identifier) : 0;
+		if (r < 0)
+			return -1;
+		if (r == 1 && (buf_putc(&f->event_type, '.') < 0 ||
+		    buf_append(&f->event_type, f->source_identifier.p, f->source_identifier.len) < 0))
+			return -1;
+		buf_reset(&f->source_identifier);
+		return 1;
+	}
+	if (source_is(in, "shopify") && present(in->header_shopify_topic))
+		return buf_puts(&f->event_type, in->header_shopify_topic) < 0 ? -1 : 1;
+	return 0;
+}
+
+/* dedupe_key from a provider profile: 1, 0 or -1 as above. */
+static int
+profile_dedupe_key(struct fields *f, const struct field_inputs *in,
+    const struct payload_keys *k)
+{
+	const char *h = NULL;
+
+	if (source_is(in, "github") && present(in->header_github_delivery))
+		h = in->header_github_delivery;
+	else if (source_is(in, "shopify") && present(in->header_shopify_webhook_id))
+		h = in->header_shopify_webhook_id;
+	else if (present(in->header_std_webhook_id))
+		h = in->header_std_webhook_id;
+	if (h != NULL)
+		return buf_puts(&f->dedupe_key, h) < 0 ? -1 : 1;
+	if (source_is(in, "stripe") && k->has_id)
+		return payload_text(&k->id, 1, &f->dedupe_key);
+	return 0;
+}
+
 int
 fields_resolve(struct fields *f, const struct field_inputs *in)
 {
@@ -142,6 +193,8 @@ fields_resolve(struct fields *f, const struct field_inputs *in)
 	r = 0;
 	if (present(in->query_event_type))
 		r = buf_puts(&f->event_type, in->query_event_type) < 0 ? -1 : 1;
+	if (r == 0)
+		r = profile_event_type(f, in, &k);
 	if (r == 0 && k.has_event)
 		r = payload_text(&k.event, 0, &f->event_type);
 	if (r == 0 && k.has_type)
@@ -154,17 +207,18 @@ fields_resolve(struct fields *f, const struct field_inputs *in)
 		return -1;
 
 	/* dedupe_key */
+	r = 0;
 	if (present(in->query_dedupe_key))
-		r = buf_puts(&f->dedupe_key, in->query_dedupe_key);
-	else if (present(in->header_webhook_id))
-		r = buf_puts(&f->dedupe_key, in->header_webhook_id);
-	else if (present(in->header_request_id))
-		r = buf_puts(&f->dedupe_key, in->header_request_id);
-	else
-		r = 1;
+		r = buf_puts(&f->dedupe_key, in->query_dedupe_key) < 0 ? -1 : 1;
+	if (r == 0)
+		r = profile_dedupe_key(f, in, &k);
+	if (r == 0 && present(in->header_webhook_id))
+		r = buf_puts(&f->dedupe_key, in->header_webhook_id) < 0 ? -1 : 1;
+	if (r == 0 && present(in->header_request_id))
+		r = buf_puts(&f->dedupe_key, in->header_request_id) < 0 ? -1 : 1;
 	if (r < 0)
 		return -1;
-	f->has_dedupe_key = (r == 0);
+	f->has_dedupe_key = (r == 1);
 
 	/* source_identifier */
 	r = 0;

@@ -38,6 +38,13 @@ struct field_inputs {
 	const char *query_dedupe_key;
 	const char *header_webhook_id;
 	const char *header_request_id;
+	/* looked at by the provider profiles (see fields_resolve()) */
+	const char *header_std_webhook_id;      /* webhook-id; the caller sets it only
+	                                         * for Standard Webhooks senders */
+	const char *header_github_event;        /* X-GitHub-Event */
+	const char *header_github_delivery;     /* X-GitHub-Delivery */
+	const char *header_shopify_topic;       /* X-Shopify-Topic */
+	const char *header_shopify_webhook_id;  /* X-Shopify-Webhook-Id */
 	const struct json_span *payload;
 	const char *source;          /* normalised source name */
 	const char *workspace_id;    /* canonical UUID */
@@ -55,9 +62,17 @@ void fields_init(struct fields *f);
 void fields_free(struct fields *f);
 
 /*
- * Apply the fallback rules:
- *   event_type:        query, payload "event", "type", "action", "received"
- *   dedupe_key:        query, header x-webhook-id, x-request-id, null
+ * Apply the explicit query values, then the provider profile of the source,
+ * then the generic fallback rules:
+ *   event_type:        query;
+ *                      github: X-GitHub-Event, plus "." and the payload
+ *                      "action" when that counts; shopify: X-Shopify-Topic;
+ *                      then payload "event", "type", "action", "received"
+ *   dedupe_key:        query;
+ *                      github: X-GitHub-Delivery; shopify:
+ *                      X-Shopify-Webhook-Id; any source: webhook-id;
+ *                      stripe: payload "id";
+ *                      then header x-webhook-id, x-request-id, null
  *   source_identifier: query, dedupe key, payload "id", "{source}:{workspace_id}"
  * A payload value counts only when it is a non-empty string that decodes
  * without \u0000 or an unpaired surrogate; for "id" a number also counts, as

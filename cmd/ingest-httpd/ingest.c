@@ -4,12 +4,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "envelope.h"
 #include "json.h"
 #include "log.h"
 #include "metrics.h"
+#include "signature.h"
 #include "uuid.h"
 
 #define WEBHOOK_PREFIX "/api/v1/webhooks/generic/"
@@ -144,7 +146,8 @@ static void
 serve_health(struct http_request *req, struct ingest *g, enum route r)
 {
 	struct buf b = BUF_INIT;
-	int ready = g->ack == NULL || ack_writer_ready(g->ack);
+	int ready = (g->ack == NULL || ack_writer_ready(g->ack)) &&
+	    (g->secrets == NULL || secrets_loaded(g->secrets));
 
 	switch (r) {
 	case R_HEALTHZ:
@@ -154,12 +157,15 @@ serve_health(struct http_request *req, struct ingest *g, enum route r)
 		if (ready)
 			reply_json(req, 200, "{\"ready\":true}");
 		else
-			fail(req, 503, "not_ready", "inbox-writer is not answering",
+			fail(req, 503, "not_ready", g->secrets != NULL && !secrets_loaded(g->secrets) ?
+			    "webhook secrets not loaded yet" : "inbox-writer is not answering",
 			    "Retry-After: 1\r\n");
 		break;
 	default:
 		metrics_render(&b, g->ack ? (long)ack_pending(g->ack) : 0,
 		    http_server_connections(g->http), ready);
+		secrets_metrics(g->secrets, &b);
+		ratelimit_metrics(g->rl, &b);
 		metrics_request(200, NULL);
 		http_reply(req, 200, "text/plain; version=0.0.4; charset=utf-8", NULL,
 		    b.p ? b.p : "", b.len);
@@ -187,6 +193,123 @@ text_header(struct http_request *req, const char *name, const char **out)
 	return 0;
 }
 
+static const char *
+header_value(const struct http_request *req, const char *name)
+{
+	const struct header *h = http_header(req, name);
+
+	return h != NULL ? h->value : NULL;
+}
+
+/*
+ * Signature verification (DESIGN.md): the raw body as received against every
+ * secret of (workspace, source). Answers 401 (or 503 before the first load of
+ * the secrets) and returns -1 when the request must not go on. *std is set
+ * when a Standard Webhooks secret verified it (its profile then applies).
+ */
+static int
+check_signature(struct http_request *req, struct ingest *g, const char *ws,
+    const char *source, int *std)
+{
+	const struct secret_key *keys;
+	struct sig_request sr;
+	enum sig_result worst = SIG_OK;
+	size_t n;
+	int require;
+
+	if (g->secrets == NULL)
+		return 0;
+	if (!secrets_loaded(g->secrets)) {
+		fail(req, 503, "unavailable", "webhook secrets not loaded yet", "Retry-After: 1\r\n");
+		return -1;
+	}
+	require = secrets_lookup(g->secrets, ws, source, &keys, &n);
+	if (n == 0) {
+		if (!require)
+			return 0;
+		fail(req, 401, "unsigned_source",
+		    "this workspace requires signatures and the source has no secret", NULL);
+		return -1;
+	}
+	memset(&sr, 0, sizeof sr);
+	sr.body = req->body;
+	sr.body_len = req->body_len;
+	sr.webhook_id = header_value(req, "webhook-id");
+	sr.webhook_timestamp = header_value(req, "webhook-timestamp");
+	sr.webhook_signature = header_value(req, "webhook-signature");
+	sr.stripe_signature = header_value(req, "stripe-signature");
+	sr.hub_signature_256 = header_value(req, "x-hub-signature-256");
+	sr.slack_signature = header_value(req, "x-slack-signature");
+	sr.slack_timestamp = header_value(req, "x-slack-request-timestamp");
+	sr.x_signature = header_value(req, "x-signature");
+	sr.now = (long long)time(NULL);
+	for (size_t i = 0; i < n; i++) {
+		enum sig_result r = sig_verify(keys[i].scheme, keys[i].valid ? keys[i].key : NULL,
+		    keys[i].valid ? keys[i].key_len : 0, &sr);
+
+		if (r == SIG_OK) {
+			*std = keys[i].scheme == SIG_STANDARD_WEBHOOKS;
+			return 0;
+		}
+		if (r > worst)
+			worst = r;
+	}
+	fail(req, 401, sig_result_code(worst),
+	    worst == SIG_MISSING ? "the request carries no signature for this source" :
+	    worst == SIG_STALE ? "the signature's timestamp is more than 300 s away" :
+	    "no signature matches a secret of this source", NULL);
+	return -1;
+}
+
+struct slack_keys {
+	struct json_span type, challenge;
+	int has_type, has_challenge;
+};
+
+static int
+collect_slack(const struct json_span *key, const struct json_span *value, void *arg)
+{
+	struct slack_keys *k = arg;
+
+	if (json_string_equals(key, "type")) {
+		k->type = *value;
+		k->has_type = 1;
+	} else if (json_string_equals(key, "challenge")) {
+		k->challenge = *value;
+		k->has_challenge = 1;
+	}
+	return 0;
+}
+
+/*
+ * Slack's url_verification handshake: answer 200 {"challenge":...} and store
+ * nothing. Returns 1 when answered, else 0.
+ */
+static int
+slack_challenge(struct http_request *req, struct ingest *g, const struct json_span *payload)
+{
+	struct slack_keys k;
+
+	memset(&k, 0, sizeof k);
+	json_object_each(payload, collect_slack, &k);
+	if (!k.has_type || k.type.type != JSON_T_STRING ||
+	    !json_string_equals(&k.type, "url_verification") ||
+	    !k.has_challenge || k.challenge.type != JSON_T_STRING)
+		return 0;
+	/* The token is checked JSON text: splice it as sent. */
+	buf_reset(&g->line);
+	if (buf_puts(&g->line, "{\"challenge\":") < 0 ||
+	    buf_append(&g->line, k.challenge.start, k.challenge.len) < 0 ||
+	    buf_putc(&g->line, '}') < 0) {
+		fail(req, 503, "overloaded", "out of memory", "Retry-After: 1\r\n");
+		return 1;
+	}
+	log_info("slack url_verification answered", " path=%s", log_q(req->path));
+	metrics_request(200, NULL);
+	http_reply(req, 200, "application/json", NULL, g->line.p, g->line.len);
+	return 1;
+}
+
 static void
 accept_webhook(struct http_request *req, struct ingest *g, const char *ws)
 {
@@ -196,6 +319,7 @@ accept_webhook(struct http_request *req, struct ingest *g, const char *ws)
 	struct json_error jerr;
 	struct envelope e;
 	char source[SOURCE_MAX + 1], kind[SOURCE_MAX + 16], received[TIMESTAMP_LEN + 1];
+	int std_sender = 0;
 	const char *msg;
 	enum json_status js;
 	struct pending *p;
@@ -211,7 +335,9 @@ accept_webhook(struct http_request *req, struct ingest *g, const char *ws)
 		    "source must match [a-z0-9][a-z0-9_-]{0,63}", NULL);
 		return;
 	}
-	/* (signature verification goes here: before the body is looked at) */
+	/* Signature verification: before the body is looked at. */
+	if (check_signature(req, g, ws, source, &std_sender) < 0)
+		return;
 	js = json_check_object(req->body, req->body_len, PAYLOAD_MAX_DEPTH, &payload, &jerr);
 	if (js != JSON_OK) {
 		char m[160];
@@ -220,12 +346,31 @@ accept_webhook(struct http_request *req, struct ingest *g, const char *ws)
 		fail(req, 400, json_status_code(js), m, NULL);
 		return;
 	}
+	if (strcmp(source, "slack") == 0 && slack_challenge(req, g, &payload))
+		return;
 	memset(&in, 0, sizeof in);
 	in.query_event_type = q.event_type;
 	in.query_source_identifier = q.source_identifier;
 	in.query_dedupe_key = q.dedupe_key;
 	if (text_header(req, "x-webhook-id", &in.header_webhook_id) < 0 ||
 	    text_header(req, "x-request-id", &in.header_request_id) < 0)
+		return;
+	/*
+	 * The Standard Webhooks profile (dedupe key from webhook-id) is for
+	 * senders known to be such: source standard-webhooks, or a source whose
+	 * Standard Webhooks secret verified this request. generic and unknown
+	 * sources keep the generic rules exactly.
+	 */
+	if ((std_sender || strcmp(source, "standard-webhooks") == 0) &&
+	    text_header(req, "webhook-id", &in.header_std_webhook_id) < 0)
+		return;
+	if (strcmp(source, "github") == 0 &&
+	    (text_header(req, "x-github-event", &in.header_github_event) < 0 ||
+	    text_header(req, "x-github-delivery", &in.header_github_delivery) < 0))
+		return;
+	if (strcmp(source, "shopify") == 0 &&
+	    (text_header(req, "x-shopify-topic", &in.header_shopify_topic) < 0 ||
+	    text_header(req, "x-shopify-webhook-id", &in.header_shopify_webhook_id) < 0))
 		return;
 	in.payload = &payload;
 	in.source = source;
@@ -322,6 +467,18 @@ ingest_on_request(struct http_request *req, void *arg)
 	if (req->body_len > g->max_body) {
 		fail(req, 413, "body_too_large", "request body larger than --max-body", NULL);
 		return;
+	}
+	if (g->rl != NULL) {
+		long wait = ratelimit_take(g->rl, ws, http_now_ns());
+
+		if (wait > 0) {
+			char extra[48];
+
+			snprintf(extra, sizeof extra, "Retry-After: %ld\r\n", wait);
+			fail(req, 429, "rate_limited", "this workspace sends faster than --rate-limit",
+			    extra);
+			return;
+		}
 	}
 	accept_webhook(req, g, ws);
 }

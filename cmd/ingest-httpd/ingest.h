@@ -12,6 +12,8 @@
 #include "ack.h"
 #include "buf.h"
 #include "http.h"
+#include "ratelimit.h"
+#include "secrets.h"
 #include "webhook.h"
 
 struct ingest {
@@ -19,6 +21,8 @@ struct ingest {
 	struct ack *ack;        /* NULL in stdout mode */
 	int out_fd;             /* stdout mode: where envelopes go; else -1 */
 	struct http_server *http;
+	struct secrets *secrets;  /* NULL without --db: nothing is verified */
+	struct ratelimit *rl;     /* NULL without --rate-limit */
 	/* scratch space reused by every request */
 	struct buf query_arena;
 	struct buf line;

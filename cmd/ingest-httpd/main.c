@@ -20,6 +20,9 @@
 #include "http.h"
 #include "ingest.h"
 #include "log.h"
+#include "ratelimit.h"
+#include "secrets.h"
+#include "signature.h"
 #include "stage.h"
 
 struct config {
@@ -32,6 +35,8 @@ struct config {
 	long long idle_timeout_s;
 	long long max_connections;
 	long long max_pending;
+	double rate_limit;          /* 0: off */
+	long long rate_burst;       /* 0: ceil(rate_limit) */
 };
 
 static const struct stage_option options[] = {
@@ -44,7 +49,26 @@ static const struct stage_option options[] = {
 	{ "idle-timeout", 0, "SECONDS", "close a keep-alive connection idle this long (default 60)" },
 	{ "max-connections", 0, "N", "client connections at once (default 1024)" },
 	{ "max-pending", 0, "N", "requests waiting for the writer at once (default 65536)" },
+	{ "rate-limit", 0, "RPS", "per-workspace requests a second, then 429 (default: no limit)" },
+	{ "rate-burst", 0, "N", "per-workspace burst above --rate-limit (default: RPS rounded up)" },
 };
+
+/* A positive decimal number of requests a second, at most 1000000. */
+static int
+parse_rate(const char *s, double *out)
+{
+	char *end;
+	double v;
+
+	if (s == NULL || !((*s >= '0' && *s <= '9') || *s == '.'))
+		return -1;
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno != 0 || *end != '\0' || !(v >= 0.001 && v <= 1e6))
+		return -1;
+	*out = v;
+	return 0;
+}
 
 static int
 set_option(void *ctx, const struct stage_option *o, const char *arg, const char **err)
@@ -80,12 +104,23 @@ set_option(void *ctx, const struct stage_option *o, const char *arg, const char 
 		return stage_number(arg, 1, 1000000, &c->max_connections);
 	if (strcmp(o->name, "max-pending") == 0)
 		return stage_number(arg, 1, 1 << 24, &c->max_pending);
+	if (strcmp(o->name, "rate-limit") == 0) {
+		if (parse_rate(arg, &c->rate_limit) < 0) {
+			*err = "want a number of requests a second, 0.001 to 1000000";
+			return -1;
+		}
+		return 0;
+	}
+	if (strcmp(o->name, "rate-burst") == 0)
+		return stage_number(arg, 1, 1000000, &c->rate_burst);
 	return -1;
 }
 
 struct runtime {
 	struct event_base *base;
 	struct ingest *g;
+	struct stage *st;
+	int listening;
 	struct event *drain_timer;
 	int stopping;
 	long long ack_timeout_ms;
@@ -110,7 +145,12 @@ on_signal(evutil_socket_t sig, short what, void *arg)
 
 	(void)what;
 	if (sig == SIGHUP) {
-		log_info("reload requested: nothing to reload", "%s", "");
+		if (rt->g->secrets != NULL) {
+			log_info("reload requested: refreshing webhook secrets", "%s", "");
+			secrets_refresh_now(rt->g->secrets);
+		} else {
+			log_info("reload requested: nothing to reload", "%s", "");
+		}
 		return;
 	}
 	if (rt->stopping) {
@@ -126,14 +166,24 @@ on_signal(evutil_socket_t sig, short what, void *arg)
 		event_base_loopbreak(rt->base);
 }
 
+/* Readiness waits for the first load of the secrets (with --db). */
+static void
+on_secrets_loaded(void *arg)
+{
+	struct runtime *rt = arg;
+
+	if (rt->listening)
+		stage_ready(rt->st);
+}
+
 int
 main(int argc, char **argv)
 {
-	struct config cfg = { "127.0.0.1:8080", 1 << 20, 64 << 10, 100, 5000, 30, 60, 1024, 65536 };
+	struct config cfg = { "127.0.0.1:8080", 1 << 20, 64 << 10, 100, 5000, 30, 60, 1024, 65536, 0, 0 };
 	struct stage st = {
 		.prog = "ingest-httpd",
 		.summary = "Accept webhooks over HTTP; answer 202 once inbox-writer has committed them.",
-		.common = STAGE_OUT | STAGE_RUN_DIR,
+		.common = STAGE_OUT | STAGE_RUN_DIR | STAGE_DB,
 		.opts = options,
 		.nopts = sizeof options / sizeof options[0],
 		.set = set_option,
@@ -156,11 +206,14 @@ main(int argc, char **argv)
 		return EX_USAGE;
 	if (out.kind == EP_NONE)
 		return stage_usage_error(&st, "no output: give --run-dir, --out ENDPOINT or --out -");
+	if (cfg.rate_burst > 0 && cfg.rate_limit == 0)
+		return stage_usage_error(&st, "--rate-burst needs --rate-limit");
 	signal(SIGPIPE, SIG_IGN);
 
 	memset(&rt, 0, sizeof rt);
 	ingest_init(&g, (size_t)cfg.max_body);
 	rt.g = &g;
+	rt.st = &st;
 	rt.ack_timeout_ms = cfg.ack_timeout_ms;
 	rt.base = event_base_new();
 	if (rt.base == NULL) {
@@ -199,6 +252,28 @@ main(int argc, char **argv)
 			goto done;
 		}
 	}
+	if (cfg.rate_limit > 0) {
+		double burst = cfg.rate_burst > 0 ? (double)cfg.rate_burst :
+		    (double)(long long)cfg.rate_limit < cfg.rate_limit ?
+		    (double)((long long)cfg.rate_limit + 1) : cfg.rate_limit;
+
+		g.rl = ratelimit_new(cfg.rate_limit, burst);
+		if (g.rl == NULL) {
+			status = EX_OSERR;
+			goto done;
+		}
+		log_info("rate limit on", " rps=%g burst=%g", cfg.rate_limit, burst < 1 ? 1 : burst);
+	}
+	if (st.db != NULL && *st.db != '\0') {
+		g.secrets = secrets_new(rt.base, st.db, on_secrets_loaded, &rt);
+		if (g.secrets == NULL) {
+			status = EX_OSERR;
+			goto done;
+		}
+	} else {
+		log_warn("no --db: signatures are NOT verified and require_signature is NOT enforced",
+		    "%s", "");
+	}
 	if (http_server_listen(g.http, cfg.listen) < 0) {
 		log_error("cannot listen", " listen=%s err=%s", cfg.listen, log_q(strerror(errno)));
 		status = EX_UNAVAILABLE;
@@ -213,7 +288,9 @@ main(int argc, char **argv)
 	}
 	log_info("listening", " listen=%s out=%s max_body=%lld", cfg.listen,
 	    endpoint_text(&out), cfg.max_body);
-	stage_ready(&st);
+	rt.listening = 1;
+	if (g.secrets == NULL || secrets_loaded(g.secrets))
+		stage_ready(&st);
 
 	event_base_dispatch(rt.base);
 
@@ -229,6 +306,9 @@ done:
 		event_free(rt.drain_timer);
 	http_server_free(g.http);
 	ack_free(g.ack);
+	secrets_free(g.secrets);
+	ratelimit_free(g.rl);
+	sig_cleanup();
 	ingest_free(&g);
 	event_base_free(rt.base);
 	if (zctx != NULL)

@@ -100,7 +100,11 @@ class HttpdStdout(unittest.TestCase):
         a, b, c = envs
         self.assertEqual((a["source"], a["source_kind"], a["event_type"], a["role"]),
                          ("stripe", "webhook.stripe", "Payment.Succeeded", "webhook.stripe.payment_succeeded"))
-        self.assertEqual((a["dedupe_key"], a["source_identifier"]), (key, key))
+        # source=stripe: the stripe profile takes the payload id (its token as
+        # sent) before the generic X-Webhook-Id (ingest-httpd(1), "Provider profiles")
+        self.assertEqual((a["dedupe_key"], a["source_identifier"]),
+                         ("12345678901234567890", "12345678901234567890"))
+        self.assertEqual(a["headers"]["x-webhook-id"], key)
         self.assertEqual(a["headers"]["authorization"], "[redacted]")
         self.assertEqual(a["headers"]["x-custom"], "v")
         self.assertEqual((b["source"], b["source_kind"], b["event_type"], b["role"]),

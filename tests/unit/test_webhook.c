@@ -79,7 +79,7 @@ resolve(const char *payload, const char *q_et, const char *q_si, const char *q_d
 	in.header_webhook_id = h_wid;
 	in.header_request_id = h_rid;
 	in.payload = &span;
-	in.source = "stripe";
+	in.source = "acme";     /* an unknown source: the generic rules */
 	in.workspace_id = "00000000-0000-0000-0000-000000000001";
 	CHECK(fields_resolve(&f, &in) == 0);
 	snprintf(r.event_type, sizeof r.event_type, "%s", f.event_type.p);
@@ -156,13 +156,118 @@ test_fallbacks(void)
 	r = resolve("{\"id\":-0.0e+1}", NULL, NULL, NULL, NULL, NULL);
 	CHECK_STR(r.source_identifier, "-0.0e+1");
 	r = resolve("{\"id\":\"\"}", NULL, NULL, NULL, NULL, NULL);
-	CHECK_STR(r.source_identifier, "stripe:00000000-0000-0000-0000-000000000001");
+	CHECK_STR(r.source_identifier, "acme:00000000-0000-0000-0000-000000000001");
 	r = resolve("{\"id\":true}", NULL, NULL, NULL, NULL, NULL);
-	CHECK_STR(r.source_identifier, "stripe:00000000-0000-0000-0000-000000000001");
+	CHECK_STR(r.source_identifier, "acme:00000000-0000-0000-0000-000000000001");
 	r = resolve("{\"id\":\"x\\u0000\"}", NULL, NULL, NULL, NULL, NULL);
-	CHECK_STR(r.source_identifier, "stripe:00000000-0000-0000-0000-000000000001");
+	CHECK_STR(r.source_identifier, "acme:00000000-0000-0000-0000-000000000001");
 	r = resolve("{\"id\":1,\"id\":\"two\"}", NULL, NULL, NULL, NULL, NULL);
 	CHECK_STR(r.source_identifier, "two");
+}
+
+/* Provider profiles: hdr holds the profile headers, source the source. */
+static struct resolved
+resolve_profile(const char *source, const char *payload, const struct field_inputs *hdr)
+{
+	struct fields f;
+	struct field_inputs in = *hdr;
+	struct json_span span;
+	struct resolved r;
+
+	memset(&r, 0, sizeof r);
+	fields_init(&f);
+	if (json_check_object(payload, strlen(payload), 1000, &span, NULL) != JSON_OK) {
+		CHECK(!"payload fixture is not a JSON object");
+		return r;
+	}
+	in.payload = &span;
+	in.source = source;
+	in.workspace_id = "00000000-0000-0000-0000-000000000001";
+	CHECK(fields_resolve(&f, &in) == 0);
+	snprintf(r.event_type, sizeof r.event_type, "%s", f.event_type.p);
+	snprintf(r.dedupe_key, sizeof r.dedupe_key, "%s", f.has_dedupe_key ? f.dedupe_key.p : "(null)");
+	snprintf(r.source_identifier, sizeof r.source_identifier, "%s", f.source_identifier.p);
+	r.has_dedupe = f.has_dedupe_key;
+	fields_free(&f);
+	return r;
+}
+
+static void
+test_profiles(void)
+{
+	struct field_inputs h;
+	struct resolved r;
+
+	/* github: X-GitHub-Event [+ "." action], X-GitHub-Delivery */
+	memset(&h, 0, sizeof h);
+	h.header_github_event = "pull_request";
+	h.header_github_delivery = "72d3162e-cc78-11e3-81ab-4c9367dc0958";
+	h.header_webhook_id = "wid";
+	r = resolve_profile("github", "{\"action\":\"opened\",\"event\":\"e\"}", &h);
+	CHECK_STR(r.event_type, "pull_request.opened");
+	CHECK_STR(r.dedupe_key, "72d3162e-cc78-11e3-81ab-4c9367dc0958");
+	CHECK_STR(r.source_identifier, "72d3162e-cc78-11e3-81ab-4c9367dc0958");
+	r = resolve_profile("github", "{\"action\":5,\"zen\":\"z\"}", &h);
+	CHECK_STR(r.event_type, "pull_request");
+	r = resolve_profile("github", "{\"action\":\"\"}", &h);
+	CHECK_STR(r.event_type, "pull_request");
+	h.query_event_type = "q";
+	h.query_dedupe_key = "qk";
+	r = resolve_profile("github", "{\"action\":\"opened\"}", &h);
+	CHECK_STR(r.event_type, "q");
+	CHECK_STR(r.dedupe_key, "qk");
+	h.query_event_type = h.query_dedupe_key = NULL;
+	h.header_github_event = h.header_github_delivery = NULL;
+	r = resolve_profile("github", "{\"action\":\"opened\"}", &h);
+	CHECK_STR(r.event_type, "opened");
+	CHECK_STR(r.dedupe_key, "wid");
+	/* the github headers mean nothing to another source */
+	h.header_github_event = "push";
+	h.header_github_delivery = "d1";
+	r = resolve_profile("generic", "{}", &h);
+	CHECK_STR(r.event_type, "received");
+	CHECK_STR(r.dedupe_key, "wid");
+
+	/* shopify */
+	memset(&h, 0, sizeof h);
+	h.header_shopify_topic = "orders/create";
+	h.header_shopify_webhook_id = "b54557e4-bdd9-4b37-8a5f-bf7d70bcd043";
+	r = resolve_profile("shopify", "{\"id\":820982911946154508,\"type\":\"t\"}", &h);
+	CHECK_STR(r.event_type, "orders/create");
+	CHECK_STR(r.dedupe_key, "b54557e4-bdd9-4b37-8a5f-bf7d70bcd043");
+	r = resolve_profile("stripe", "{\"type\":\"t\"}", &h);
+	CHECK_STR(r.event_type, "t");
+	CHECK(r.has_dedupe == 0);
+
+	/* stripe: payload id; explicit query and header-less */
+	memset(&h, 0, sizeof h);
+	r = resolve_profile("stripe", "{\"id\":\"evt_1\",\"type\":\"payment_intent.succeeded\"}", &h);
+	CHECK_STR(r.event_type, "payment_intent.succeeded");
+	CHECK_STR(r.dedupe_key, "evt_1");
+	CHECK_STR(r.source_identifier, "evt_1");
+	r = resolve_profile("stripe", "{\"id\":\"\"}", &h);
+	CHECK(r.has_dedupe == 0);
+	h.header_webhook_id = "wid";
+	r = resolve_profile("stripe", "{\"id\":\"evt_1\"}", &h);
+	CHECK_STR(r.dedupe_key, "evt_1");
+	r = resolve_profile("generic", "{\"id\":\"evt_1\"}", &h);
+	CHECK_STR(r.dedupe_key, "wid");
+	h.header_webhook_id = NULL;
+	r = resolve_profile("generic", "{\"id\":\"evt_1\"}", &h);
+	CHECK(r.has_dedupe == 0);
+	CHECK_STR(r.source_identifier, "evt_1");
+
+	/* Standard Webhooks (the caller decides who is one): webhook-id before x-webhook-id */
+	memset(&h, 0, sizeof h);
+	h.header_std_webhook_id = "msg_p5jXN8AQM9LWM0D4loKWxJek";
+	h.header_webhook_id = "wid";
+	r = resolve_profile("acme", "{\"id\":\"x\"}", &h);
+	CHECK_STR(r.dedupe_key, "msg_p5jXN8AQM9LWM0D4loKWxJek");
+	r = resolve_profile("stripe", "{\"id\":\"evt_9\"}", &h);
+	CHECK_STR(r.dedupe_key, "msg_p5jXN8AQM9LWM0D4loKWxJek");
+	h.header_std_webhook_id = "";
+	r = resolve_profile("acme", "{}", &h);
+	CHECK_STR(r.dedupe_key, "wid");
 }
 
 static const char *
@@ -256,6 +361,7 @@ main(void)
 	test_source();
 	test_slug();
 	test_fallbacks();
+	test_profiles();
 	test_headers();
 	test_query();
 	return check_done("test_webhook");
