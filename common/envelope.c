@@ -264,3 +264,41 @@ envelope_parse(const char *line, size_t n, struct envelope *e,
 	}
 	return 0;
 }
+
+struct ids {
+	char *id, *event_id;
+};
+
+static void
+copy_short(const struct json_span *v, char out[UUID_LEN + 1])
+{
+	if (v->type == JSON_T_STRING && v->len >= 2 && v->len - 2 <= UUID_LEN &&
+	    memchr(v->start + 1, '\\', v->len - 2) == NULL) {
+		memcpy(out, v->start + 1, v->len - 2);
+		out[v->len - 2] = '\0';
+	}
+}
+
+static int
+ids_member(const struct json_span *key, const struct json_span *value, void *arg)
+{
+	struct ids *ids = arg;
+
+	if (json_string_equals(key, "id"))
+		copy_short(value, ids->id);
+	else if (json_string_equals(key, "event_id"))
+		copy_short(value, ids->event_id);
+	return 0;
+}
+
+void
+envelope_ids(const char *line, size_t n, char id[UUID_LEN + 1],
+    char event_id[UUID_LEN + 1])
+{
+	struct json_span obj;
+	struct ids ids = { id, event_id };
+
+	id[0] = event_id[0] = '\0';
+	if (json_check_object(line, n, PAYLOAD_MAX_DEPTH + 2, &obj, NULL) == JSON_OK)
+		json_object_each(&obj, ids_member, &ids);
+}

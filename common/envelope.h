@@ -57,6 +57,13 @@ int envelope_build(struct buf *out, const struct envelope *e);
 int envelope_parse(const char *line, size_t n, struct envelope *e,
     struct buf *arena, const char **why);
 
+/*
+ * The "id" and "event_id" members of an envelope line (inbox or outbox), as
+ * written, for log lines; each is "" when absent or not a short string.
+ */
+void envelope_ids(const char *line, size_t n, char id[UUID_LEN + 1],
+    char event_id[UUID_LEN + 1]);
+
 /* Write the current UTC time as in received_at. */
 void timestamp_now(char out[TIMESTAMP_LEN + 1]);
 

@@ -5,6 +5,7 @@
 #include <zmq.h>
 
 #include "clock.h"
+#include "envelope.h"
 #include "log.h"
 #include "stage.h"
 
@@ -75,6 +76,13 @@ forward(struct proxy *p, void *src, void *dst, unsigned long long *bytes,
 			memcpy(first, zmq_msg_data(&m), n);
 			first[n] = '\0';
 			*first_len = n;
+		}
+		if (nframe == 2 && first == NULL && log_enabled(LL_DEBUG)) {
+			/* the envelope frame: name it, so grep <id> finds it here too */
+			char id[UUID_LEN + 1], event_id[UUID_LEN + 1];
+
+			envelope_ids(zmq_msg_data(&m), size, id, event_id);
+			log_debug("envelope forwarded", " id=%s event_id=%s", id, event_id);
 		}
 		if (!failed && zmq_msg_send(&m, dst, (more ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT) < 0) {
 			failed = 1;
