@@ -13,7 +13,6 @@
  * envelope lines on stdin name the events to route), and --replay.
  */
 #include <errno.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -365,14 +364,6 @@ run_service(struct worker *w)
 
 /* ---- the debug pipe: envelope lines on stdin name the events ------------ */
 
-static int
-stdin_ready(void)
-{
-	struct pollfd p = { STDIN_FILENO, POLLIN, 0 };
-
-	return poll(&p, 1, 0) > 0;
-}
-
 /* Route the events in slot 0's request and say what became of the others. */
 static int
 pipe_batch(struct worker *w)
@@ -429,7 +420,7 @@ run_pipe(struct worker *w)
 			} else if (lres == LINE_EOF) {
 				done = 1;
 			} else {
-				if (s->lane.nreq > 0 && !stdin_ready())
+				if (s->lane.nreq > 0 && !lines_ready(&lr))
 					break;      /* route what we have rather than wait */
 				if (lines_fill(&lr) < 0) {
 					if (errno == EINTR)

@@ -10,7 +10,6 @@
  * passed on to --out as hints for inbox-worker.
  */
 #include <errno.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
