@@ -57,29 +57,23 @@ struct resolved {
 	int has_dedupe;
 };
 
+/* Resolve the fields of payload for source, with the other inputs in hdr. */
 static struct resolved
-resolve(const char *payload, const char *q_et, const char *q_si, const char *q_dk,
-    const char *h_wid, const char *h_rid)
+resolve_profile(const char *source, const char *payload, const struct field_inputs *hdr)
 {
 	struct fields f;
-	struct field_inputs in;
+	struct field_inputs in = *hdr;
 	struct json_span span;
 	struct resolved r;
 
 	memset(&r, 0, sizeof r);
-	memset(&in, 0, sizeof in);
 	fields_init(&f);
 	if (json_check_object(payload, strlen(payload), 1000, &span, NULL) != JSON_OK) {
 		CHECK(!"payload fixture is not a JSON object");
 		return r;
 	}
-	in.query_event_type = q_et;
-	in.query_source_identifier = q_si;
-	in.query_dedupe_key = q_dk;
-	in.header_webhook_id = h_wid;
-	in.header_request_id = h_rid;
 	in.payload = &span;
-	in.source = "acme";     /* an unknown source: the generic rules */
+	in.source = source;
 	in.workspace_id = "00000000-0000-0000-0000-000000000001";
 	CHECK(fields_resolve(&f, &in) == 0);
 	snprintf(r.event_type, sizeof r.event_type, "%s", f.event_type.p);
@@ -88,6 +82,22 @@ resolve(const char *payload, const char *q_et, const char *q_si, const char *q_d
 	r.has_dedupe = f.has_dedupe_key;
 	fields_free(&f);
 	return r;
+}
+
+/* The generic rules: an unknown source, query and header inputs as given. */
+static struct resolved
+resolve(const char *payload, const char *q_et, const char *q_si, const char *q_dk,
+    const char *h_wid, const char *h_rid)
+{
+	struct field_inputs in;
+
+	memset(&in, 0, sizeof in);
+	in.query_event_type = q_et;
+	in.query_source_identifier = q_si;
+	in.query_dedupe_key = q_dk;
+	in.header_webhook_id = h_wid;
+	in.header_request_id = h_rid;
+	return resolve_profile("acme", payload, &in);
 }
 
 static void
@@ -165,32 +175,6 @@ test_fallbacks(void)
 	CHECK_STR(r.source_identifier, "two");
 }
 
-/* Provider profiles: hdr holds the profile headers, source the source. */
-static struct resolved
-resolve_profile(const char *source, const char *payload, const struct field_inputs *hdr)
-{
-	struct fields f;
-	struct field_inputs in = *hdr;
-	struct json_span span;
-	struct resolved r;
-
-	memset(&r, 0, sizeof r);
-	fields_init(&f);
-	if (json_check_object(payload, strlen(payload), 1000, &span, NULL) != JSON_OK) {
-		CHECK(!"payload fixture is not a JSON object");
-		return r;
-	}
-	in.payload = &span;
-	in.source = source;
-	in.workspace_id = "00000000-0000-0000-0000-000000000001";
-	CHECK(fields_resolve(&f, &in) == 0);
-	snprintf(r.event_type, sizeof r.event_type, "%s", f.event_type.p);
-	snprintf(r.dedupe_key, sizeof r.dedupe_key, "%s", f.has_dedupe_key ? f.dedupe_key.p : "(null)");
-	snprintf(r.source_identifier, sizeof r.source_identifier, "%s", f.source_identifier.p);
-	r.has_dedupe = f.has_dedupe_key;
-	fields_free(&f);
-	return r;
-}
 
 static void
 test_profiles(void)
