@@ -85,3 +85,33 @@ db_connect_retry(const char *conninfo, const char *app,
 	}
 	return NULL;
 }
+
+int
+db_prepare_all(PGconn *conn, const struct db_statement *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		PGresult *r = PQprepare(conn, s[i].name, s[i].sql, s[i].nparams, NULL);
+		int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+
+		if (!ok)
+			log_error("cannot prepare statement", " name=%s err=%s", s[i].name,
+			    log_q(db_error(conn, r)));
+		PQclear(r);
+		if (!ok)
+			return -1;
+	}
+	return 0;
+}
+
+int
+db_command(PGconn *conn, const char *sql)
+{
+	PGresult *r = PQexec(conn, sql);
+	int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+
+	if (!ok)
+		log_error("database command failed", " sql=%s err=%s", log_q(sql),
+		    log_q(db_error(conn, r)));
+	PQclear(r);
+	return ok ? 0 : -1;
+}

@@ -29,6 +29,19 @@ const char *db_sqlstate(const PGresult *res);
 /* The first line of the error message of res (or of conn when res is NULL). */
 const char *db_error(PGconn *conn, const PGresult *res);
 
+/* A statement to prepare on every new connection. */
+struct db_statement {
+	const char *name;
+	const char *sql;
+	int nparams;
+};
+
+/* Prepare s[0..n) on conn. Returns 0, or -1 after logging the one that failed. */
+int db_prepare_all(PGconn *conn, const struct db_statement *s, size_t n);
+
+/* Run a command that returns no rows (a SET, say). Returns 0, or -1 after logging. */
+int db_command(PGconn *conn, const char *sql);
+
 /* Sleep ms milliseconds unless *stop becomes non-zero first (checked each 50 ms). */
 void db_sleep(long ms, volatile sig_atomic_t *stop);
 

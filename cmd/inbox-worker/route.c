@@ -135,10 +135,7 @@ static const char status_sql[] =
     " from unnest($1::uuid[], $2::uuid[]) with ordinality as h(id, workspace_id, ord)"
     " left join infonchat.event_inbox e on e.id = h.id and e.workspace_id = h.workspace_id";
 
-static const struct {
-	const char *name, *sql;
-	int nparams;
-} statements[] = {
+static const struct db_statement statements[] = {
 	{ "route_ids", route_ids_sql, 2 },
 	{ "route_sweep", route_sweep_sql, 1 },
 	{ "claim_ids", claim_ids_sql, 2 },
@@ -150,31 +147,11 @@ static const struct {
 int
 route_prepare(PGconn *conn, void *arg)
 {
-	PGresult *r;
-	int ok;
-
 	(void)arg;
 	/* Compiling a batch's statement would cost more than running it. */
-	r = PQexec(conn, "set jit = off");
-	ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-	if (!ok)
-		log_error("cannot set up the connection", " err=%s", log_q(db_error(conn, r)));
-	PQclear(r);
-	if (!ok)
+	if (db_command(conn, "set jit = off") < 0)
 		return -1;
-	for (size_t i = 0; i < sizeof statements / sizeof statements[0]; i++) {
-		r = PQprepare(conn, statements[i].name, statements[i].sql,
-		    statements[i].nparams, NULL);
-		ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-
-		if (!ok)
-			log_error("cannot prepare statement", " name=%s err=%s",
-			    statements[i].name, log_q(db_error(conn, r)));
-		PQclear(r);
-		if (!ok)
-			return -1;
-	}
-	return 0;
+	return db_prepare_all(conn, statements, sizeof statements / sizeof statements[0]);
 }
 
 /* ---- outcome: what a batch did, logged once it is committed ------------ */

@@ -39,23 +39,13 @@ static const char lookup_sql[] =
 int
 store_prepare(PGconn *conn, void *arg)
 {
-	PGresult *r;
-	int ok;
+	static const struct db_statement statements[] = {
+		{ "inbox_insert", insert_sql, NCOLS },
+		{ "inbox_lookup", lookup_sql, 4 },
+	};
 
 	(void)arg;
-	r = PQprepare(conn, "inbox_insert", insert_sql, NCOLS, NULL);
-	ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-	if (!ok)
-		log_error("cannot prepare insert", " err=%s", log_q(db_error(conn, r)));
-	PQclear(r);
-	if (!ok)
-		return -1;
-	r = PQprepare(conn, "inbox_lookup", lookup_sql, 4, NULL);
-	ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-	if (!ok)
-		log_error("cannot prepare lookup", " err=%s", log_q(db_error(conn, r)));
-	PQclear(r);
-	return ok ? 0 : -1;
+	return db_prepare_all(conn, statements, sizeof statements / sizeof statements[0]);
 }
 
 /* Append one element to a PostgreSQL array literal being built in b. */

@@ -137,31 +137,14 @@ outbox_replay_prepare(PGconn *conn, void *arg)
 int
 outbox_prepare(PGconn *conn, void *arg)
 {
-	static const struct { const char *name, *sql; int nparams; } stmts[] = {
+	static const struct db_statement stmts[] = {
 		{ "outbox_claim", claim_sql, 1 },
 		{ "outbox_mark", mark_sql, 2 },
 	};
-	PGresult *r;
-
 	(void)outbox_replay_prepare(conn, arg);
-	r = PQexec(conn, "set synchronous_commit = off");
-	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-		log_error("cannot set synchronous_commit", " err=%s", log_q(db_error(conn, r)));
-		PQclear(r);
+	if (db_command(conn, "set synchronous_commit = off") < 0)
 		return -1;
-	}
-	PQclear(r);
-	for (size_t i = 0; i < sizeof stmts / sizeof stmts[0]; i++) {
-		r = PQprepare(conn, stmts[i].name, stmts[i].sql, stmts[i].nparams, NULL);
-		if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-			log_error("cannot prepare statement", " name=%s err=%s", stmts[i].name,
-			    log_q(db_error(conn, r)));
-			PQclear(r);
-			return -1;
-		}
-		PQclear(r);
-	}
-	return 0;
+	return db_prepare_all(conn, stmts, sizeof stmts / sizeof stmts[0]);
 }
 
 enum outbox_status
