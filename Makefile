@@ -39,7 +39,7 @@ UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 .SECONDARY:
-.PHONY: all deps bench-tools fuzz check-fuzz check check-unit check-integration check-docs check-san \
+.PHONY: all deps soak bench-tools fuzz check-fuzz check check-unit check-integration check-docs check-san \
         run stop install clean bench
 .DEFAULT_GOAL := all
 
@@ -122,6 +122,11 @@ bench-tools: $(BUILD)/bench/loadgen
 
 bench: deps all bench-tools
 	@bench/ingest
+
+# Memory of every stage under steady load (SOAK_MINUTES, default 10).
+SOAK_MINUTES ?= 10
+soak: deps all bench-tools
+	@bench/soak $(SOAK_MINUTES)
 
 # --- operations --------------------------------------------------------------
 
