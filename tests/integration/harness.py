@@ -361,6 +361,22 @@ class StageError(Exception):
     pass
 
 
+# The five programs, downstream first: each finds the next one's socket bound.
+STAGES = ("router", "outbox-relay", "inbox-worker", "inbox-writer", "ingest-httpd")
+
+
+def stage_args(name, cluster, port=None, extra=()):
+    """The arguments that run stage name against cluster on its run dir:
+    --db for the database stages, --listen 127.0.0.1:port for ingest-httpd
+    (a free port when none is given), then extra."""
+    a = ["--run-dir", cluster.run_dir]
+    if name in ("outbox-relay", "inbox-worker", "inbox-writer"):
+        a += ["--db", cluster.conninfo]
+    if name == "ingest-httpd":
+        a += ["--listen", "127.0.0.1:%d" % (port or free_port())]
+    return a + list(extra)
+
+
 def bin_path(name):
     return os.path.join(BIN_DIR, name)
 

@@ -11,7 +11,8 @@ import threading
 import time
 import unittest
 
-from harness import Cluster, Stage, bin_path, free_port, http_request, make_workspace, scaled, tmpdir, wait_until
+from harness import (STAGES, Cluster, Stage, bin_path, free_port, http_request, make_workspace, scaled,
+                     stage_args, tmpdir, wait_until)
 
 db = None
 WS = None
@@ -106,16 +107,12 @@ class FullPipe(unittest.TestCase):
 
 class OneIdFiveLogs(unittest.TestCase):
     def test_grep_event_id_across_all_logs(self):
-        common = ["--run-dir", db.run_dir, "--log-level", "debug"]
         port = free_port()
         stages = []
         tail = None
         try:
-            stages.append(Stage("router", common))
-            stages.append(Stage("outbox-relay", common + ["--db", db.conninfo]))
-            stages.append(Stage("inbox-worker", common + ["--db", db.conninfo]))
-            stages.append(Stage("inbox-writer", common + ["--db", db.conninfo]))
-            stages.append(Stage("ingest-httpd", common + ["--listen", "127.0.0.1:%d" % port]))
+            for name in STAGES:
+                stages.append(Stage(name, stage_args(name, db, port, ["--log-level", "debug"])))
             tail = subprocess.Popen([bin_path("router"), "--tail", "--run-dir", db.run_dir, "--topic", WS + "/"],
                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
             got = []

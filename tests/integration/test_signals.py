@@ -8,11 +8,10 @@ import threading
 import time
 import unittest
 
-from harness import Cluster, Stage, free_port, http_request, make_workspace, scaled, wait_until
+from harness import STAGES, Cluster, Stage, free_port, http_request, make_workspace, scaled, stage_args, wait_until
 
 db = None
 WS = None
-STAGES = ("router", "outbox-relay", "inbox-worker", "inbox-writer", "ingest-httpd")
 
 
 def setUpModule():
@@ -26,20 +25,13 @@ def tearDownModule():
         db.stop()
 
 
-def args_for(name, port=None):
-    a = ["--run-dir", db.run_dir]
-    if name in ("outbox-relay", "inbox-worker", "inbox-writer"):
-        a += ["--db", db.conninfo]
-    if name == "ingest-httpd":
-        a += ["--listen", "127.0.0.1:%d" % (port or free_port())]
-    return a
 
 
 class EveryStage(unittest.TestCase):
     def test_hup_reloads_term_exits_zero(self):
         for name in STAGES:
             with self.subTest(stage=name):
-                s = Stage(name, args_for(name))
+                s = Stage(name, stage_args(name, db))
                 try:
                     s.kill(signal.SIGHUP)
                     time.sleep(0.3)
@@ -58,8 +50,8 @@ class EveryStage(unittest.TestCase):
 class HttpdDrain(unittest.TestCase):
     def start(self):
         self.port = free_port()
-        self.writer = Stage("inbox-writer", args_for("inbox-writer"))
-        self.httpd = Stage("ingest-httpd", args_for("ingest-httpd", self.port) + ["--ack-timeout", "8000"])
+        self.writer = Stage("inbox-writer", stage_args("inbox-writer", db))
+        self.httpd = Stage("ingest-httpd", stage_args("ingest-httpd", db, self.port, ["--ack-timeout", "8000"]))
         wait_until(lambda: http_request(self.port, "GET", "/readyz")[0] == 200, timeout=10,
                    message="not ready")
 
