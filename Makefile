@@ -6,6 +6,7 @@
 #                         AddressSanitizer + UndefinedBehaviorSanitizer
 #   make run              the whole service on a local PostgreSQL under ./var
 #   make SANITIZER=address,undefined    a sanitizer build into build/san
+#   make CRASHPOINTS=1    the fault tests' build (crash points live) into build/crash
 #   make install PREFIX=/usr/local DESTDIR=
 
 PREFIX   ?= /usr/local
@@ -21,7 +22,12 @@ CPPFLAGS += -D_GNU_SOURCE -DINFONCHAT_VERSION='"$(VERSION)"' -Icommon
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
-ifdef SANITIZER
+ifdef CRASHPOINTS
+# The fault tests' build: CRASH_POINT() places are live (common/crashpoint.h).
+BUILD    := build/crash
+BIN      := build/crash/bin
+CPPFLAGS += -DINFONCHAT_CRASH_POINTS
+else ifdef SANITIZER
 BUILD    := build/san
 BIN      := build/san/bin
 CFLAGS   += -fsanitize=$(SANITIZER) -fno-omit-frame-pointer -fno-sanitize-recover=all

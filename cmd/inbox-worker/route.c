@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "crashpoint.h"
 #include "db.h"
 #include "json.h"
 #include "log.h"
@@ -586,6 +587,7 @@ lane_send(struct lane *l, enum lane_kind kind, const struct route_cfg *cfg)
 	n = lane_params(l, cfg, values, limit, sizeof limit);
 	if (n < 0 || l->conn == NULL)
 		return -1;
+	CRASH_POINT("worker.before-commit");
 	if (!PQsendQueryPrepared(l->conn, kind == LANE_IDS ? "route_ids" : "route_sweep",
 	    n, values, NULL, NULL, 0)) {
 		log_warn("database connection lost", " err=%s", log_q(db_error(l->conn, NULL)));
@@ -612,6 +614,8 @@ lane_complete(struct lane *l, const struct route_cfg *cfg)
 		int bad = read_routed(l, r);
 
 		PQclear(r);
+		if (l->nrecs > 0)
+			CRASH_POINT("worker.after-commit");
 		/* Committed already: log it even if some envelopes did not fit. */
 		if (bad < 0)
 			log_error("out of memory reading a batch; its hints are lost", "%s", "");

@@ -18,6 +18,7 @@
 
 #include <zmq.h>
 
+#include "crashpoint.h"
 #include "db.h"
 #include "endpoint.h"
 #include "envelope.h"
@@ -141,6 +142,7 @@ finish_batch(struct writer *w)
 {
 	char reply[400];
 
+	CRASH_POINT("writer.after-commit");    /* stored, nobody told */
 	for (size_t i = 0; i < w->cur->n; i++) {
 		struct item *it = &w->cur->items[i];
 		char where[32] = "";
@@ -150,6 +152,8 @@ finish_batch(struct writer *w)
 		switch (it->result) {
 		case ITEM_ACCEPTED:
 			w->stored++;
+			if (i == w->cur->n / 2)
+				CRASH_POINT("writer.mid-reply");    /* half the batch answered */
 			snprintf(reply, sizeof reply, "{\"status\":\"accepted\",\"event_id\":\"%s\"}", it->event_id);
 			log_info("event stored", " id=%s workspace_id=%s role=%s%s", it->e.id,
 			    it->e.workspace_id, log_q(it->e.role), where);

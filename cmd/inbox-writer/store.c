@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "crashpoint.h"
 #include "db.h"
 #include "log.h"
 
@@ -146,6 +147,7 @@ insert_send(PGconn *conn, struct item *items, const size_t *idx, size_t m,
 		}
 		values[c] = cols[c].p;
 	}
+	CRASH_POINT("writer.before-commit");
 	if (!PQsendQueryPrepared(conn, "inbox_insert", NCOLS, values, NULL, NULL, 0)) {
 		log_warn("database connection lost", " err=%s", log_q(db_error(conn, NULL)));
 		return -1;

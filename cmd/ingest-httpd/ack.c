@@ -7,6 +7,7 @@
 #include <cjson/cJSON.h>
 #include <zmq.h>
 
+#include "crashpoint.h"
 #include "http.h"
 #include "log.h"
 
@@ -58,6 +59,8 @@ complete(struct ack *a, uint32_t i, enum ack_status st, const char *event_id,
 	s->next = a->free_head;
 	a->free_head = i;
 	a->npending--;
+	if (st == ACK_ACCEPTED)
+		CRASH_POINT("httpd.before-reply");    /* stored, the sender not yet told */
 	a->fn(ctx, st, event_id, message, a->arg);
 }
 

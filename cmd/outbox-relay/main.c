@@ -25,6 +25,7 @@
 #include <zmq.h>
 
 #include "clock.h"
+#include "crashpoint.h"
 #include "db.h"
 #include "endpoint.h"
 #include "json.h"
@@ -158,6 +159,8 @@ publish_batch(struct relay *r, int *rows)
 	}
 	if (sink_flush(&r->sink) < 0)
 		goto output_gone;
+	if (r->ob.n > 0)
+		CRASH_POINT("relay.before-commit");
 	st = outbox_mark(&r->ob, r->conn);
 	if (st != OUTBOX_OK) {
 		log_warn("mark failed: these rows will be published again", " rows=%d err=%s",
@@ -165,6 +168,7 @@ publish_batch(struct relay *r, int *rows)
 		goto db_trouble_logged;
 	}
 	if (r->ob.n > 0) {
+		CRASH_POINT("relay.after-commit");
 		r->published += (unsigned long long)r->ob.n;
 		r->batches++;
 		log_info("batch published", " rows=%d seq_first=%s seq_last=%s ms=%lld",
