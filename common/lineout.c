@@ -7,6 +7,8 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "log.h"
+
 int
 lineout_init(struct lineout *w, int fd, size_t cap)
 {
@@ -33,6 +35,7 @@ write_all(struct lineout *w, struct iovec *iov, int n)
 		if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
 			/* a non-blocking descriptor (inherited): wait until it takes more */
 			struct pollfd p = { w->fd, POLLOUT, 0 };
+			log_flush();
 			if (poll(&p, 1, -1) >= 0 || errno == EINTR)
 				continue;
 		}

@@ -1,19 +1,48 @@
 #include "log.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
 static const char *log_prog = "infonchat";
+
+/*
+ * Lines wait here until the stage is about to block (log_flush() before
+ * every poll) or the buffer is nearly full; warn and error lines go out at
+ * once with what is before them. At thousands of events a second this is
+ * one write(2) per loop turn instead of one per event. What a SIGKILL can
+ * take: the lines of the loop turn it interrupted.
+ */
+static char pending[32768];
+static size_t npending;
 static enum log_level log_threshold = LL_INFO;
 static const char *const level_names[] = { "debug", "info", "warn", "error" };
+
+void
+log_flush(void)
+{
+	size_t off = 0;
+
+	while (off < npending) {
+		ssize_t k = write(STDERR_FILENO, pending + off, npending - off);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			break;      /* nowhere to log to: drop the lines, never block the stage */
+		off += (size_t)k;
+	}
+	npending = 0;
+}
 
 void
 log_init(const char *prog)
 {
 	log_prog = prog;
+	(void)atexit(log_flush);
 }
 
 void
@@ -128,5 +157,10 @@ log_msg(enum log_level level, const char *msg, const char *kvfmt, ...)
 	if (o >= sizeof line - 1)
 		o = sizeof line - 2;
 	line[o++] = '\n';
-	(void)!write(STDERR_FILENO, line, o);
+	if (npending + o > sizeof pending)
+		log_flush();
+	memcpy(pending + npending, line, o);
+	npending += o;
+	if (level >= LL_WARN)
+		log_flush();
 }

@@ -6,8 +6,10 @@
  * msg is a short constant phrase; the key=value pairs come from a printf
  * format the caller writes as " key=%s key=%d". Any value that may hold a
  * space, quote or control character must go through log_q(), which quotes
- * and escapes it. Lines are written with one write(2) so that concurrent
- * writers to the same log never interleave within a line.
+ * and escapes it. Lines are written whole, so concurrent writers to the
+ * same log never interleave within a line; info and debug lines are kept
+ * until log_flush(), which every stage calls before it blocks (so a line is
+ * out before the stage waits for anything), warn and error lines go at once.
  */
 #ifndef INFONCHAT_LOG_H
 #define INFONCHAT_LOG_H
@@ -18,6 +20,9 @@ void log_init(const char *prog);
 void log_set_level(enum log_level level);
 int log_level_parse(const char *name, enum log_level *out);
 int log_enabled(enum log_level level);
+
+/* Write the lines kept so far. Call before blocking; also run at exit. */
+void log_flush(void);
 
 void log_msg(enum log_level level, const char *msg, const char *kvfmt, ...)
     __attribute__((format(printf, 3, 4)));

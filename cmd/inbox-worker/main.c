@@ -315,6 +315,7 @@ run_service(struct worker *w)
 			wait = rdue - now;
 		if (wait < 0)
 			wait = 0;
+		log_flush();
 		rc = zmq_poll(pi, 2 + nb, work_now ? 0 : (long)(wait < 1000 ? wait : 1000));
 		if (rc < 0 && errno != EINTR) {
 			log_error("poll failed", " err=%s", log_q(zmq_strerror(errno)));

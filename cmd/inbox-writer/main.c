@@ -379,6 +379,7 @@ run_router(struct writer *w)
 			}
 		}
 		pi[0] = (zmq_pollitem_t){ w->in_sock, 0, idle ? ZMQ_POLLIN : 0, 0 };
+		log_flush();
 		rc = zmq_poll(pi, 1 + nb, 1000);
 		if (rc < 0 && errno != EINTR)
 			return -1;

@@ -292,7 +292,12 @@ main(int argc, char **argv)
 	if (g.secrets == NULL || secrets_loaded(g.secrets))
 		stage_ready(&st);
 
-	event_base_dispatch(rt.base);
+	/* One loop turn at a time: the log is flushed before each wait. */
+	while (!event_base_got_break(rt.base)) {
+		log_flush();
+		if (event_base_loop(rt.base, EVLOOP_ONCE) != 0)
+			break;
+	}
 
 	if (g.ack != NULL)
 		ack_fail_all(g.ack);

@@ -245,6 +245,7 @@ relay_run(struct relay *r)
 
 		if (r->pending)
 			timeout = sink_wait_hint(&r->sink, timeout < 50 ? timeout : 50);
+		log_flush();
 		if (zmq_poll(pi, pi[1].socket ? 2 : 1, timeout) < 0 && errno != EINTR) {
 			log_error("poll failed", " err=%s", log_q(zmq_strerror(errno)));
 			return EX_SOFTWARE;

@@ -93,6 +93,7 @@ sink_wait_ready(struct sink *s, volatile sig_atomic_t *stop)
 
 		if (*stop)
 			return -1;
+		log_flush();
 		if (zmq_poll(&pi, 1, sink_wait_hint(s, 200)) < 0 && errno != EINTR)
 			return -1;
 	}

@@ -160,6 +160,7 @@ proxy_run(struct proxy *p, long stats_ms)
 		};
 		long timeout = stats_ms > 0 ? clock_until(next_stats, 1000) : 1000;
 
+		log_flush();
 		if (zmq_poll(pi, 4, timeout) < 0 && errno != EINTR) {
 			log_error("poll failed", " err=%s", log_q(zmq_strerror(errno)));
 			return -1;

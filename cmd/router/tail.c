@@ -136,6 +136,7 @@ tail_run(void *ctx, const struct endpoint *in, const struct tail_config *cfg,
 
 		if (!ready && t.peers.count > 0)
 			timeout = clock_until(t.peers.since + TAIL_SETTLE_MS + 1, 1000);
+		log_flush();
 		if (zmq_poll(pi, 3, timeout) < 0 && errno != EINTR) {
 			log_error("poll failed", " err=%s", log_q(zmq_strerror(errno)));
 			status = EX_SOFTWARE;
