@@ -7,6 +7,7 @@
 #include <cjson/cJSON.h>
 #include <zmq.h>
 
+#include "buf.h"
 #include "crashpoint.h"
 #include "http.h"
 #include "log.h"
@@ -24,7 +25,9 @@ struct slot {
 struct ack {
 	struct event_base *base;
 	void *sock;
-	struct event *ev_sock, *ev_tick;
+	struct event *ev_sock, *ev_tick, *ev_flush;
+	struct buf outq;          /* submitted, not yet sent: [slot][gen][len][envelope]... */
+	int flush_armed;
 	uint64_t timeout_ns;
 	ack_fn fn;
 	void *arg;
@@ -169,9 +172,40 @@ send_frames(struct ack *a, uint32_t slot, uint32_t gen, const char *data, size_t
 	rc = zmq_send(a->sock, token, 8, ZMQ_DONTWAIT | ZMQ_SNDMORE);
 	if (rc >= 0)
 		rc = zmq_send(a->sock, data, len, ZMQ_DONTWAIT);
+	return rc < 0 ? -1 : 0;
+}
+
+/*
+ * Sends wait for the end of the loop turn, so the envelopes of every request
+ * completed in one turn go to ZeroMQ back to back: its I/O thread wakes once
+ * for them all rather than once each (those wake-ups were a quarter of the
+ * CPU a request cost). A send that fails answers its request at once.
+ */
+static void
+on_flush(evutil_socket_t fd, short what, void *arg)
+{
+	struct ack *a = arg;
+	size_t off = 0;
+
+	(void)fd;
+	(void)what;
+	a->flush_armed = 0;
+	while (off + 12 <= a->outq.len) {
+		uint32_t slot, gen, len;
+
+		memcpy(&slot, a->outq.p + off, 4);
+		memcpy(&gen, a->outq.p + off + 4, 4);
+		memcpy(&len, a->outq.p + off + 8, 4);
+		off += 12;
+		/* A slot answered meanwhile (timeout, shutdown) has a new generation. */
+		if (a->slots[slot].ctx != NULL && a->slots[slot].gen == gen &&
+		    send_frames(a, slot, gen, a->outq.p + off, len) < 0)
+			complete(a, slot, ACK_TIMEOUT, NULL, "inbox-writer is not reachable");
+		off += len;
+	}
+	buf_reset(&a->outq);
 	/* A send can swallow the edge of ZMQ_FD: look for replies soon. */
 	event_active(a->ev_sock, EV_READ, 0);
-	return rc < 0 ? -1 : 0;
 }
 
 static void
@@ -188,6 +222,7 @@ on_tick(evutil_socket_t fd, short what, void *arg)
 	if (now - a->last_ping_ns >= 1000000000u) {
 		a->last_ping_ns = now;
 		(void)send_frames(a, PING_SLOT, 0, "ping", 4);
+		event_active(a->ev_sock, EV_READ, 0);
 	}
 }
 
@@ -202,6 +237,7 @@ ack_new(struct event_base *base, void *zctx, const struct endpoint *ep,
 
 	if (a == NULL)
 		return NULL;
+	buf_init(&a->outq, 0);
 	a->base = base;
 	a->fn = fn;
 	a->arg = arg;
@@ -226,7 +262,8 @@ ack_new(struct event_base *base, void *zctx, const struct endpoint *ep,
 		goto fail;
 	a->ev_sock = event_new(base, fd, EV_READ | EV_PERSIST, on_sock, a);
 	a->ev_tick = event_new(base, -1, EV_PERSIST, on_tick, a);
-	if (a->ev_sock == NULL || a->ev_tick == NULL ||
+	a->ev_flush = event_new(base, -1, 0, on_flush, a);
+	if (a->ev_sock == NULL || a->ev_tick == NULL || a->ev_flush == NULL ||
 	    event_add(a->ev_sock, NULL) < 0 || event_add(a->ev_tick, &tick) < 0)
 		goto fail;
 	return a;
@@ -244,6 +281,9 @@ ack_free(struct ack *a)
 		event_free(a->ev_sock);
 	if (a->ev_tick)
 		event_free(a->ev_tick);
+	if (a->ev_flush)
+		event_free(a->ev_flush);
+	buf_free(&a->outq);
 	zsock_destroy(&a->sock);
 	free(a->slots);
 	free(a);
@@ -252,16 +292,30 @@ ack_free(struct ack *a)
 int
 ack_submit(struct ack *a, const char *line, size_t len, void *ctx)
 {
-	uint32_t i = a->free_head;
+	uint32_t i = a->free_head, len32 = (uint32_t)len;
+	size_t mark;
 	struct slot *s;
 
-	if (i == NIL) {
+	if (i == NIL || len > UINT32_MAX) {
 		errno = EAGAIN;
 		return -1;
 	}
 	s = &a->slots[i];
-	if (send_frames(a, i, s->gen, line, len) < 0)
+	mark = a->outq.len;
+	buf_append(&a->outq, &i, 4);
+	buf_append(&a->outq, &s->gen, 4);
+	buf_append(&a->outq, &len32, 4);
+	buf_append(&a->outq, line, len);
+	if (a->outq.failed) {
+		a->outq.len = mark;    /* out of memory: keep the queue as it was */
+		a->outq.failed = 0;
+		errno = ENOMEM;
 		return -1;
+	}
+	if (!a->flush_armed) {
+		a->flush_armed = 1;
+		event_active(a->ev_flush, EV_WRITE, 0);
+	}
 	a->free_head = s->next;
 	s->ctx = ctx;
 	s->deadline_ns = http_now_ns() + a->timeout_ns;
