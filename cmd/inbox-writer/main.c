@@ -82,7 +82,10 @@ struct writer {
 	int out_fd;           /* stdout hints, or -1 */
 	unsigned long long stored, duplicates, refused, hints_dropped;
 	long bad_lines;
+	int started;          /* the first connection passed its durability check */
 };
+
+static int writer_setup(PGconn *conn, void *arg);
 
 static void
 item_reset(struct item *it)
@@ -212,7 +215,7 @@ commit_batch(struct writer *w)
 
 		if (l->conn == NULL) {
 			l->conn = db_connect_retry(w->conninfo, "inbox-writer", &stage_stop,
-			    store_prepare, NULL);
+			    writer_setup, w);
 			if (l->conn == NULL)
 				return -1;
 		}
@@ -337,7 +340,7 @@ lane_send(struct writer *w, struct lane *l)
 	w->cur = l;
 	if (l->conn == NULL)
 		l->conn = db_connect_retry(w->conninfo, "inbox-writer", &stage_stop,
-		    store_prepare, NULL);
+		    writer_setup, w);
 	if (l->conn != NULL)
 		rc = store_send(&l->st, l->conn, l->items, l->n);
 	if (rc == 0) {
@@ -487,6 +490,26 @@ check_durability(PGconn *conn, const char **setting)
 	return ok;
 }
 
+/*
+ * Setup of every connection: the statements, and for a reconnection (the
+ * first connection's check refuses to start instead) synchronous_commit
+ * turned back on for the session if the server's default went off since.
+ */
+static int
+writer_setup(PGconn *conn, void *arg)
+{
+	struct writer *w = arg;
+	const char *setting;
+
+	if (store_prepare(conn, NULL) < 0)
+		return -1;
+	if (!w->started || w->cfg.allow_async_commit || check_durability(conn, &setting))
+		return 0;
+	log_warn("synchronous_commit is off on a new connection: turned on for it", " synchronous_commit=%s",
+	    setting);
+	return db_command(conn, "set synchronous_commit = on");
+}
+
 int
 main(int argc, char **argv)
 {
@@ -536,7 +559,7 @@ main(int argc, char **argv)
 	w.cur = &w.lanes[0];
 
 	/* The database first: readiness means we can store. */
-	w.cur->conn = db_connect_retry(w.conninfo, "inbox-writer", &stage_stop, store_prepare, NULL);
+	w.cur->conn = db_connect_retry(w.conninfo, "inbox-writer", &stage_stop, writer_setup, &w);
 	if (w.cur->conn == NULL)
 		goto done;    /* stopped before the database came up: EX_OK */
 	if (!check_durability(w.cur->conn, &setting) && !w.cfg.allow_async_commit) {
@@ -546,6 +569,7 @@ main(int argc, char **argv)
 		status = EX_CONFIG;
 		goto done;
 	}
+	w.started = 1;
 
 	if (in.kind != EP_STDIO || (out.kind != EP_STDIO && out.kind != EP_NONE)) {
 		zctx = zmq_ctx_new();

@@ -306,6 +306,28 @@ class SynchronousCommitGuard(unittest.TestCase):
             h.stop()
             w.stop()
 
+    def test_reconnection_turns_synchronous_commit_back_on(self):
+        # The server's default goes off while the writer runs; its next
+        # connection must not acknowledge on an asynchronous commit.
+        run_dir = tmpdir("run")
+        w = Stage("inbox-writer", ["--db", db.conninfo, "--run-dir", run_dir])
+        h = start_httpd(run_dir)
+        try:
+            wait_ready(h.port)
+            db.execute("alter database postgres set synchronous_commit = off")
+            db.execute("select pg_terminate_backend(pid) from pg_stat_activity"
+                       " where application_name = 'inbox-writer'")
+            wait_until(lambda: http_request(h.port, "POST", "/api/v1/webhooks/generic/" + WS,
+                                            b'{"after":"reconnect"}')[0] == 202,
+                       timeout=scaled(20), message="no 202 after the reconnection")
+            err = w.stderr_text()
+            self.assertIn("synchronous_commit is off on a new connection: turned on for it", err)
+            self.assertTrue(w.running(), err)
+        finally:
+            db.execute("alter database postgres reset synchronous_commit")
+            h.stop()
+            w.stop()
+
     def test_local_commit_is_durable_enough(self):
         conninfo = db.conninfo + " options='-c synchronous_commit=local'"
         w = Stage("inbox-writer", ["--db", conninfo, "--run-dir", tmpdir("run")])
