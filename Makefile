@@ -45,8 +45,8 @@ UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 .SECONDARY:
-.PHONY: all deps soak bench-tools fuzz check-fuzz check check-unit check-integration check-docs check-san \
-        run stop install clean bench
+.PHONY: all deps soak bench-tools fuzz check-fuzz check check-unit check-integration check-faults check-docs check-san \
+        run stop install clean bench bench-scaling
 .DEFAULT_GOAL := all
 
 all: $(STAGES:%=$(BIN)/%)
@@ -113,6 +113,12 @@ check-unit: $(UNIT_BIN)
 
 check-integration: all
 	@INFONCHAT_BIN=$(CURDIR)/$(BIN) $(PYTHON) tests/integration/run.py
+
+# The fault-injection suite (tests/faults/README) against the crash-point
+# build; FAULT_SECONDS=600 for a longer run.
+check-faults:
+	@$(MAKE) --no-print-directory CRASHPOINTS=1 all
+	@INFONCHAT_BIN=$(CURDIR)/build/crash/bin $(PYTHON) tests/faults/run.py
 
 check-docs:
 	@tests/check-docs
