@@ -16,7 +16,10 @@
  *
  * The watcher owns an inproc PAIR socket (linger 0) on the same context;
  * poll zpeers_socket() for ZMQ_POLLIN and call zpeers_update() when it
- * fires (or at any time: it never blocks). zpeers_close() before closing the
+ * fires (or at any time: it never blocks). In an event loop on the PAIR's
+ * ZMQ_FD, which is an edge, call zpeers_update() once right after
+ * zpeers_watch(): events already queued would otherwise never raise it.
+ * zpeers_close() before closing the
  * watched socket and before zmq_ctx_term().
  */
 #ifndef INFONCHAT_ZPEERS_H

@@ -11,6 +11,7 @@
 #include "crashpoint.h"
 #include "http.h"
 #include "log.h"
+#include "zpeers.h"
 
 #define PING_SLOT 0xffffffffu
 #define TICK_MS 20
@@ -25,7 +26,8 @@ struct slot {
 struct ack {
 	struct event_base *base;
 	void *sock;
-	struct event *ev_sock, *ev_tick, *ev_flush;
+	struct event *ev_sock, *ev_tick, *ev_flush, *ev_peers;
+	struct zpeers peers;      /* the writer's connection, from monitor events */
 	struct buf outq;          /* submitted, not yet sent: [slot][gen][len][envelope]... */
 	int flush_armed;
 	uint64_t timeout_ns;
@@ -208,6 +210,32 @@ on_flush(evutil_socket_t fd, short what, void *arg)
 	event_active(a->ev_sock, EV_READ, 0);
 }
 
+/*
+ * The writer's connection dropped (it was killed, or stopped): what it did
+ * not answer will never be answered on this connection, so answer 503 now
+ * instead of at --ack-timeout. Replies already here are taken first. A 503
+ * does not say "not stored": the sender's retry with the same key gets the
+ * stored event's id if the writer had committed it.
+ */
+static void
+on_peers(evutil_socket_t fd, short what, void *arg)
+{
+	struct ack *a = arg;
+	unsigned long long gone = a->peers.disconnects;
+
+	(void)fd;
+	(void)what;
+	if (zpeers_update(&a->peers) < 0 || a->peers.disconnects == gone)
+		return;
+	drain(a);
+	a->last_pong_ns = 0;    /* not ready (/readyz) until a writer answers again */
+	if (a->npending > 0)
+		log_warn("inbox-writer connection lost: failing unanswered requests", " pending=%zu",
+		    a->npending);
+	while (a->head != NIL)
+		complete(a, a->head, ACK_TIMEOUT, NULL, "inbox-writer went away before confirming");
+}
+
 static void
 on_tick(evutil_socket_t fd, short what, void *arg)
 {
@@ -231,7 +259,7 @@ ack_new(struct event_base *base, void *zctx, const struct endpoint *ep,
     int timeout_ms, size_t max_pending, ack_fn fn, void *arg)
 {
 	struct ack *a = calloc(1, sizeof *a);
-	int fd, one = 1, hwm = (int)max_pending, ivl = 100, ivl_max = 1000;
+	int fd, pfd, one = 1, hwm = (int)max_pending, ivl = 100, ivl_max = 1000;
 	size_t fdlen = sizeof fd;
 	struct timeval tick = { 0, TICK_MS * 1000 };
 
@@ -260,10 +288,17 @@ ack_new(struct event_base *base, void *zctx, const struct endpoint *ep,
 	    zsock_attach(a->sock, ep) < 0 ||
 	    zmq_getsockopt(a->sock, ZMQ_FD, &fd, &fdlen) < 0)
 		goto fail;
+	if (zpeers_watch(&a->peers, zctx, a->sock) < 0 ||
+	    zmq_getsockopt(zpeers_socket(&a->peers), ZMQ_FD, &pfd, &fdlen) < 0)
+		goto fail;
+	a->ev_peers = event_new(base, pfd, EV_READ | EV_PERSIST, on_peers, a);
+	/* ZMQ_FD is an edge: read what is there now, or it may never fire. */
+	(void)zpeers_update(&a->peers);
 	a->ev_sock = event_new(base, fd, EV_READ | EV_PERSIST, on_sock, a);
 	a->ev_tick = event_new(base, -1, EV_PERSIST, on_tick, a);
 	a->ev_flush = event_new(base, -1, 0, on_flush, a);
 	if (a->ev_sock == NULL || a->ev_tick == NULL || a->ev_flush == NULL ||
+	    a->ev_peers == NULL || event_add(a->ev_peers, NULL) < 0 ||
 	    event_add(a->ev_sock, NULL) < 0 || event_add(a->ev_tick, &tick) < 0)
 		goto fail;
 	return a;
@@ -283,6 +318,9 @@ ack_free(struct ack *a)
 		event_free(a->ev_tick);
 	if (a->ev_flush)
 		event_free(a->ev_flush);
+	if (a->ev_peers)
+		event_free(a->ev_peers);
+	zpeers_close(&a->peers);
 	buf_free(&a->outq);
 	zsock_destroy(&a->sock);
 	free(a->slots);

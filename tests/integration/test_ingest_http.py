@@ -8,6 +8,7 @@ import json
 import re
 import signal
 import socket
+import threading
 import time
 import unittest
 import uuid
@@ -447,6 +448,43 @@ class Unavailable503(Checks):
             self.assertEqual(total_rows(), before)
         finally:
             h.stop()
+
+    def test_writer_gone_fails_pending_at_once(self):
+        # Requests the writer took but never answered get 503 as soon as its
+        # connection drops, not after --ack-timeout (30 s here).
+        p = Pipeline(db, httpd_args=["--ack-timeout", "30000"])
+        try:
+            self.assertAccepted(p.post(WS, b'{"before":"kill"}'))
+            key = new_key("gone")
+            p.writer.kill(signal.SIGSTOP)
+            result = {}
+
+            def send():
+                t0 = time.monotonic()
+                result["answer"] = p.post(WS, b'{"during":"kill"}', headers={"X-Webhook-Id": key},
+                                          timeout=60)
+                result["secs"] = time.monotonic() - t0
+            t = threading.Thread(target=send)
+            t.start()
+            time.sleep(0.5)               # the request waits on the stopped writer
+            self.assertTrue(t.is_alive(), "answered while the writer was stopped")
+            p.writer.kill(signal.SIGKILL)
+            t.join(timeout=scaled(10))
+            self.assertFalse(t.is_alive(), "no answer after the writer died")
+            self.assertError(result["answer"], 503, "unavailable")
+            self.assertLess(result["secs"], scaled(5), "waited for the ack timeout")
+            self.assertIn("inbox-writer connection lost", p.httpd.stderr_text())
+            # Nothing stored for the key; a retry with a new writer stores it once.
+            p.writer.wait(timeout=scaled(5))
+            p.start_writer()
+            wait_ready(p.port)
+            st, _, b = p.post(WS, b'{"during":"retry"}', headers={"X-Webhook-Id": key})
+            self.assertEqual(st, 202, b)
+            rows = db.query("select id from infonchat.event_inbox where workspace_id = %s "
+                            "and dedupe_key = %s", WS, key)
+            self.assertEqual(rows, [[json.loads(b)["event_id"]]])
+        finally:
+            p.stop()
 
     def test_writer_stopped_ack_timeout(self):
         p = Pipeline(db, httpd_args=["--ack-timeout", "500"])
