@@ -132,8 +132,21 @@ $(BUILD)/bench/loadgen: bench/loadgen.c
 
 bench-tools: $(BUILD)/bench/loadgen
 
+# The end-to-end benchmark (bench/run, bench/README.md): its own PostgreSQL,
+# the five stages and an nginx ceiling; wrk closed loop (keep-alive and a new
+# connection per request) and bench/loadgen fixed rates; one table, and
+# bench/results/<UTC>/ with the raw data and a plot. About 6 minutes.
+# Knobs (make variables or environment): BENCH_SECONDS (10 a step),
+# BENCH_CONNS ("16 64 256"), BENCH_RATES ("1000 2500 5000 7500 10000 12500"),
+# BENCH_FIXED_CONNS (64), BENCH_AGENTS (1), BENCH_CLOSE_RATES ("").
 bench: deps all bench-tools
-	@bench/ingest
+	@bench/run
+
+# Scaling curves (bench/scaling): throughput and CPU per event against
+# inbox-workers, batch limits, payload size and matching agents. About 9
+# minutes; SCALING_SWEEPS="workers batch payload agents", SCALING_CONNS (64).
+bench-scaling: deps all bench-tools
+	@bench/scaling
 
 # Memory of every stage under steady load (SOAK_MINUTES, default 10).
 SOAK_MINUTES ?= 10

@@ -6,10 +6,28 @@
  * slow server cannot hide its queueing (no coordinated omission). Each
  * request is a POST of the body file with a unique X-Webhook-Id.
  *
- *   loadgen -h HOST -p PORT -u PATH -r RATE -d SECONDS -c CONNS -b BODY
+ *   loadgen -h HOST -p PORT -u PATH -r RATE -d SECONDS -c CONNS -b BODY [-k]
  *
- * Prints one line: rate_target= rate_done= ok= non2xx= errors= late=
- * p50_ms= p90_ms= p99_ms= p999_ms= max_ms=
+ * -c CONNS  at most CONNS requests in flight; a due request waits in a queue
+ *           for a free connection (and that wait counts in its latency).
+ * -k        a new connection per request, as senders that do not keep
+ *           connections open: "Connection: close" is sent, the connection is
+ *           opened when a request is dispatched (so the TCP handshake counts
+ *           in the latency) and closed after the response.
+ *
+ * Prints one line: rate_target= rate_done= elapsed_s= ok= non2xx= errors=
+ * late= incomplete= p50_ms= p90_ms= p99_ms= p999_ms= max_ms=
+ *
+ *   elapsed_s   from the first due time to the last response (SECONDS, or
+ *               more when the server fell behind)
+ *   rate_done   responses received / elapsed_s (not less than SECONDS)
+ *   errors      requests whose connection failed before a response
+ *   late        requests never sent (not due before the run stopped)
+ *   incomplete  requests sent or queued but unanswered when the run stopped
+ *               (SECONDS + 5 s); they enter the percentiles with the time
+ *               they had waited by then, a lower bound of their latency,
+ *               so an overloaded server cannot shrink its p99 by not
+ *               answering
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -48,6 +66,10 @@ static uint64_t nlat, ok, non2xx, errors;
 static uint64_t *queue;          /* due times of requests waiting for a connection */
 static uint64_t qhead, qtail, qcap, late;
 static unsigned run_id;
+static unsigned long long req_seq;   /* makes each X-Webhook-Id unique */
+static int close_mode;               /* -k: a new connection per request */
+static uint64_t incomplete;
+static uint64_t t_last;              /* when the last response arrived */
 
 static uint64_t
 now_ns(void)
@@ -58,7 +80,7 @@ now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static void conn_open(struct conn *c);
+static int conn_open(struct conn *c);
 
 static void
 send_request(struct conn *c, uint64_t due)
@@ -68,17 +90,32 @@ send_request(struct conn *c, uint64_t due)
 	c->busy = 1;
 	c->due_ns = due;
 	evbuffer_add_printf(out, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
-	    "X-Webhook-Id: lg-%u-%llu\r\nContent-Length: %zu\r\n\r\n", path, host, run_id,
-	    (unsigned long long)(qhead + qtail + nlat + errors), body_len);
+	    "X-Webhook-Id: lg-%u-%llu\r\n%sContent-Length: %zu\r\n\r\n", path, host, run_id,
+	    req_seq++, close_mode ? "Connection: close\r\n" : "", body_len);
 	evbuffer_add(out, body, body_len);
 }
 
+/*
+ * Hand queued requests to free connections. Keep-alive: a free connection is
+ * an open one without a request in flight. Close mode: a slot without a
+ * connection; it connects now and the request waits in its output buffer
+ * until the handshake is done.
+ */
 static void
 dispatch_queue(void)
 {
 	for (int i = 0; i < nconns && qhead < qtail; i++) {
-		if (!conns[i].busy && conns[i].bev != NULL)
-			send_request(&conns[i], queue[qhead++ % qcap]);
+		struct conn *c = &conns[i];
+
+		if (c->busy)
+			continue;
+		if (close_mode && c->bev == NULL && conn_open(c) < 0) {
+			errors++;        /* e.g. no ephemeral port left: fails, not waits */
+			qhead++;
+			continue;
+		}
+		if (c->bev != NULL)
+			send_request(c, queue[qhead++ % qcap]);
 	}
 }
 
@@ -115,12 +152,15 @@ on_read(struct bufferevent *bev, void *arg)
 			ok++;
 		else
 			non2xx++;
-		lat[nlat++] = now_ns() - c->due_ns;
+		t_last = now_ns();
+		lat[nlat++] = t_last - c->due_ns;
 		c->busy = 0;
-		if (strcasestr(head, "\r\nConnection: close") != NULL) {
+		if (close_mode || strcasestr(head, "\r\nConnection: close") != NULL) {
 			bufferevent_free(c->bev);
 			c->bev = NULL;
-			conn_open(c);
+			if (!close_mode && conn_open(c) < 0)
+				errors++;
+			dispatch_queue();
 			return;
 		}
 		dispatch_queue();
@@ -140,23 +180,28 @@ on_event(struct bufferevent *bev, short what, void *arg)
 	c->busy = 0;
 	bufferevent_free(c->bev);
 	c->bev = NULL;
-	if (now_ns() < t_end)
-		conn_open(c);
+	if (!close_mode && now_ns() < t_end && conn_open(c) < 0)
+		errors++;
 }
 
-static void
+/* Start connecting c (the output buffer holds writes until connected). */
+static int
 conn_open(struct conn *c)
 {
 	int one = 1;
 
 	c->bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
-	if (c->bev == NULL || bufferevent_socket_connect(c->bev, (struct sockaddr *)&addr, sizeof addr) < 0) {
-		fprintf(stderr, "loadgen: cannot connect\n");
-		exit(1);
+	if (c->bev == NULL)
+		return -1;
+	if (bufferevent_socket_connect(c->bev, (struct sockaddr *)&addr, sizeof addr) < 0) {
+		bufferevent_free(c->bev);
+		c->bev = NULL;
+		return -1;
 	}
 	setsockopt(bufferevent_getfd(c->bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	bufferevent_setcb(c->bev, on_read, NULL, on_event, c);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	return 0;
 }
 
 static void
@@ -210,9 +255,11 @@ main(int argc, char **argv)
 	long n;
 	struct event *tick;
 	struct timeval tv = { 0, 500 };
+	uint64_t done;
+	double elapsed;
 
 	nconns = 64;
-	while ((c = getopt(argc, argv, "h:p:u:r:d:c:b:")) != -1) {
+	while ((c = getopt(argc, argv, "h:p:u:r:d:c:b:k")) != -1) {
 		switch (c) {
 		case 'h': host = optarg; break;
 		case 'p': port = atoi(optarg); break;
@@ -221,13 +268,14 @@ main(int argc, char **argv)
 		case 'd': secs = atof(optarg); break;
 		case 'c': nconns = atoi(optarg); break;
 		case 'b': body_file = optarg; break;
+		case 'k': close_mode = 1; break;
 		default:
-			fprintf(stderr, "usage: loadgen -h HOST -p PORT -u PATH -r RATE -d SECONDS -c CONNS -b BODY\n");
+			fprintf(stderr, "usage: loadgen -h HOST -p PORT -u PATH -r RATE -d SECONDS -c CONNS -b BODY [-k]\n");
 			return 64;
 		}
 	}
 	if (path == NULL || rate <= 0 || body_file == NULL || nconns < 1) {
-		fprintf(stderr, "usage: loadgen -h HOST -p PORT -u PATH -r RATE -d SECONDS -c CONNS -b BODY\n");
+		fprintf(stderr, "usage: loadgen -h HOST -p PORT -u PATH -r RATE -d SECONDS -c CONNS -b BODY [-k]\n");
 		return 64;
 	}
 	f = fopen(body_file, "rb");
@@ -267,18 +315,38 @@ main(int argc, char **argv)
 		if (base == NULL)
 			return 70;
 	}
-	for (int i = 0; i < nconns; i++)
-		conn_open(&conns[i]);
+	for (int i = 0; i < nconns && !close_mode; i++) {
+		if (conn_open(&conns[i]) < 0) {
+			fprintf(stderr, "loadgen: cannot connect\n");
+			return 1;
+		}
+	}
 	tick = event_new(base, -1, EV_PERSIST, on_tick, NULL);
 	t_start = now_ns() + 200000000u;     /* connections up first */
 	t_end = t_start + (uint64_t)(secs * 1e9);
 	event_add(tick, &tv);
 	event_base_dispatch(base);
+	done = nlat;
+	{
+		/* Unanswered requests count with the wait they had so far. */
+		uint64_t now = now_ns();
+
+		for (int i = 0; i < nconns; i++)
+			if (conns[i].busy)
+				lat[nlat++] = now - conns[i].due_ns;
+		for (uint64_t q = qhead; q < qtail; q++)
+			lat[nlat++] = now - queue[q % qcap];
+		incomplete = nlat - done;
+	}
 	qsort(lat, nlat, sizeof *lat, cmp_u64);
-	printf("rate_target=%.0f rate_done=%.0f ok=%llu non2xx=%llu errors=%llu late=%llu "
-	    "p50_ms=%.2f p90_ms=%.2f p99_ms=%.2f p999_ms=%.2f max_ms=%.2f\n",
-	    rate, (double)nlat / secs, (unsigned long long)ok, (unsigned long long)non2xx,
+	elapsed = t_last > t_start ? (double)(t_last - t_start) / 1e9 : 0;
+	if (elapsed < secs)
+		elapsed = secs;
+	printf("rate_target=%.0f rate_done=%.0f elapsed_s=%.3f ok=%llu non2xx=%llu errors=%llu late=%llu "
+	    "incomplete=%llu p50_ms=%.2f p90_ms=%.2f p99_ms=%.2f p999_ms=%.2f max_ms=%.2f\n",
+	    rate, (double)done / elapsed, elapsed, (unsigned long long)ok, (unsigned long long)non2xx,
 	    (unsigned long long)errors, (unsigned long long)(late + (total - next_i)),
+	    (unsigned long long)incomplete,
 	    pct(0.5), pct(0.9), pct(0.99), pct(0.999), nlat ? (double)lat[nlat - 1] / 1e6 : 0);
 	for (int i = 0; i < nconns; i++)
 		if (conns[i].bev)
