@@ -200,6 +200,39 @@ class Routing(unittest.TestCase):
             self.assertEqual(w.stop(), 0)
 
 
+class Deletion(unittest.TestCase):
+    def test_deleting_agent_then_workspace_removes_everything_routed(self):
+        """What the worker made goes with its agent, and everything with the
+        workspace (cascades, some of them through another table's foreign
+        key: 004_redundant_fks.sql)."""
+        ws = make_workspace(db)
+        keep = add_agent(db, ws, "webhook.*", name="keep")
+        gone = add_agent(db, ws, "webhook.*", name="gone")
+        w = start_worker(db, ["--sweep-interval", "50"])
+        try:
+            events = [insert_event(db, ws) for _ in range(3)]
+            wait_drained(db, ws)
+        finally:
+            self.assertEqual(w.stop(), 0)
+
+        def count(table, where="workspace_id = %s", *args):
+            return int(db.value("select count(*) from infonchat.%s where %s" % (table, where),
+                                *(args or (ws,))))
+        self.assertEqual(count("chats"), 6)
+        self.assertEqual(count("agent_runs"), 6)
+        self.assertEqual(count("event_outbox"), 9)    # a role event and two runs each
+        db.execute("delete from infonchat.agents where id = %s", gone)
+        self.assertEqual(count("chats", "agent_id = %s", gone), 0)
+        self.assertEqual(count("agent_runs", "agent_id = %s", gone), 0)
+        self.assertEqual(count("agent_runs", "agent_id = %s", keep), 3)
+        db.execute("delete from infonchat.workspaces where id = %s", ws)
+        for table in ("event_inbox", "event_outbox", "chats", "agent_runs", "agents", "agent_roles"):
+            self.assertEqual(count(table), 0, table)
+        self.assertEqual(int(db.value("select count(*) from infonchat.event_outbox"
+                                      " where event_id = any(%s::uuid[])",
+                                      "{" + ",".join(events) + "}")), 0)
+
+
 class Intake(unittest.TestCase):
     def writer_import(self, run_dir, ws, n, prefix):
         lines = []
