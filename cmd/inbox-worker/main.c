@@ -103,7 +103,8 @@ struct slot {
 };
 
 struct worker {
-	struct config cfg;
+	struct config cfg;         /* cfg.route.batch_max: the next batch's size (fit_batch) */
+	long long batch_cap;      /* --batch-max */
 	const char *conninfo;
 	struct slot slots[MAX_LANES];
 	int nslots;
@@ -201,14 +202,45 @@ struct sweep {
 	int backlog;              /* the last sweep to finish was full: every idle lane sweeps */
 };
 
+/*
+ * Batches are sized by bytes as well as by count: a batch's result and its
+ * hints hold every envelope it made, and each carries its event's payload,
+ * so 500 events of 256 KB were over 100 MB at once. After each batch the
+ * next one is sized for about BATCH_BYTES of envelopes, never more events
+ * than --batch-max (1 KB payloads stay at --batch-max). The first batch,
+ * of sizes unknown, takes at most BATCH_FIRST.
+ */
+#define BATCH_BYTES (2u << 20)
+#define BATCH_FIRST 16
+
+static void
+fit_batch(struct worker *w, const struct lane *l)
+{
+	size_t per, n;
+
+	if (l->out.events == 0 || l->out.envs.len == 0)
+		return;
+	per = l->out.envs.len / l->out.events;
+	n = per > 0 ? BATCH_BYTES / per : (size_t)w->batch_cap;
+	if (n < 1)
+		n = 1;
+	if (n > (size_t)w->batch_cap)
+		n = (size_t)w->batch_cap;
+	log_debug("batch done", " events=%zu bytes=%zu next_batch_max=%zu", l->out.events,
+	    l->out.envs.len, n);
+	w->cfg.route.batch_max = (long long)n;
+}
+
 static void
 finish_slot(struct worker *w, struct slot *s, struct sweep *sw)
 {
 	enum lane_status st = lane_complete(&s->lane, &w->cfg.route);
 
-	slot_done(w, s, st);
 	if (st == LANE_OK && s->lane.kind == LANE_SWEEP)
 		sw->backlog = s->lane.out.events >= (size_t)w->cfg.route.batch_max;
+	if (st == LANE_OK)
+		fit_batch(w, &s->lane);
+	slot_done(w, s, st);
 }
 
 /* Lanes with a batch of hints in flight. */
@@ -517,7 +549,7 @@ open_sockets(struct worker *w, void *zctx, const struct endpoint *in,
 		}
 	}
 	if (out->kind == EP_BIND || out->kind == EP_CONNECT) {
-		int hwm = 1000, one = 1;    /* as outbox-relay's hint queue */
+		int hwm = 100, one = 1;    /* as outbox-relay's hint queue: a few say "look now" */
 
 		w->em.sock = zsock_new(zctx, ZMQ_PUSH, 100);
 		if (w->em.sock == NULL ||
@@ -575,13 +607,16 @@ main(int argc, char **argv)
 		return EX_OSERR;
 
 	w.conninfo = st.db;
+	w.batch_cap = w.cfg.route.batch_max;
+	if (w.cfg.route.batch_max > BATCH_FIRST && in.kind != EP_STDIO && !w.cfg.replay.on)
+		w.cfg.route.batch_max = BATCH_FIRST;
 	retention_init(&w.ret, st.db, in.kind == EP_BIND || in.kind == EP_CONNECT ?
 	    w.cfg.retention_days : 0);
 	w.nslots = in.kind == EP_BIND || in.kind == EP_CONNECT ? (int)w.cfg.connections : 1;
 	for (int i = 0; i < w.nslots; i++)
 		lane_init(&w.slots[i].lane);
 	buf_init(&w.arena, 0);
-	if (hintq_init(&w.q, (size_t)(w.cfg.route.batch_max * w.nslots * 2)) < 0)
+	if (hintq_init(&w.q, (size_t)(w.batch_cap * w.nslots * 2)) < 0)
 		return EX_OSERR;
 
 	/* The database first: readiness means we can route. */

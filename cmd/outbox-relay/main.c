@@ -37,7 +37,7 @@
 #include "sink.h"
 #include "stage.h"
 
-#define HINT_HWM 1000           /* hints only say "look now": a few suffice */
+#define HINT_HWM 100            /* hints only say "look now": a few suffice (each is a whole envelope) */
 #define PUB_LINGER_MS 2000      /* time to hand queued envelopes to the router at exit */
 #define REPLAY_LINGER_MS 10000
 

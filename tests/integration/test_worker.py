@@ -200,6 +200,41 @@ class Routing(unittest.TestCase):
             self.assertEqual(w.stop(), 0)
 
 
+class BatchSize(unittest.TestCase):
+    def batches(self, payload_size, n):
+        ws = make_workspace(db)
+        add_agent(db, ws, "webhook.*")
+        insert_events(db, ws, n, payload_size=payload_size)
+        w = start_worker(db, ["--log-level", "debug", "--sweep-interval", "50"])
+        try:
+            wait_drained(db, ws, timeout=scaled(60))
+        finally:
+            self.assertEqual(w.stop(), 0)
+        self.assertEqual(counts(db, ws), {"processed": n})
+        return [dict(kv.split("=", 1) for kv in ln.split() if "=" in kv)
+                for ln in w.stderr_text().splitlines() if 'msg="batch done"' in ln]
+
+    def test_large_payloads_make_small_batches(self):
+        # 120 events of ~200 KB: 2 MiB of envelopes is about 10 of them (the
+        # payload is in the role event's envelope; the run's is small).
+        done = self.batches(200 * 1024, 120)
+        sizes = [(int(b["events"]), int(b["bytes"]), int(b["next_batch_max"])) for b in done]
+        self.assertGreater(len(sizes), 8, sizes)
+        # Only the first batch of each of the 2 connections, sent before any
+        # size was known, is larger: at most 16.
+        first = [s for s in sizes if s[0] > 12]
+        self.assertLessEqual(len(first), 2, sizes)
+        for events, size, nxt in sizes:
+            self.assertLessEqual(events, 16, sizes)
+            self.assertLessEqual(nxt, 12, sizes)
+            self.assertLessEqual(size, 16 * 260 * 1024, sizes)
+
+    def test_small_payloads_keep_batch_max(self):
+        done = self.batches(200, 1500)
+        self.assertTrue(any(int(b["events"]) > 64 for b in done), done)
+        self.assertTrue(all(int(b["next_batch_max"]) == 500 for b in done), done)
+
+
 class Deletion(unittest.TestCase):
     def test_deleting_agent_then_workspace_removes_everything_routed(self):
         """What the worker made goes with its agent, and everything with the
