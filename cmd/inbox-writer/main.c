@@ -68,8 +68,25 @@ struct lane {
 	struct store st;
 	struct item *items;
 	size_t n;
+	size_t bytes;         /* envelope bytes of items[0..n) */
 	int busy;
 };
+
+/*
+ * A batch is full at --batch-max envelopes or at BATCH_BYTES of them,
+ * whichever comes first: large payloads make small batches, so a batch (its
+ * lines, the parameters built from them, libpq's copy) stays a few MB. An
+ * item buffer that grew past ITEM_KEEP is given back after use, so one burst
+ * of large events does not pin its memory in every slot.
+ */
+#define BATCH_BYTES (4u << 20)
+#define ITEM_KEEP   (64u << 10)
+
+static int
+lane_full(const struct lane *l, long long batch_max)
+{
+	return l->n >= (size_t)batch_max || l->bytes >= BATCH_BYTES;
+}
 
 struct writer {
 	struct config cfg;
@@ -90,6 +107,14 @@ static int writer_setup(PGconn *conn, void *arg);
 static void
 item_reset(struct item *it)
 {
+	if (it->line.cap > ITEM_KEEP) {
+		buf_free(&it->line);
+		buf_init(&it->line, 0);
+	}
+	if (it->arena.cap > ITEM_KEEP) {
+		buf_free(&it->arena);
+		buf_init(&it->arena, 0);
+	}
 	buf_reset(&it->line);
 	buf_reset(&it->peer);
 	it->result = ITEM_PENDING;
@@ -227,6 +252,7 @@ commit_batch(struct writer *w)
 	log_debug("batch committed", " rows=%zu", w->cur->n);
 	finish_batch(w);
 	w->cur->n = 0;
+	w->cur->bytes = 0;
 	return 0;
 }
 
@@ -247,6 +273,7 @@ parse_item(struct writer *w, struct item *it)
 
 	if (envelope_parse(it->line.p ? it->line.p : "", it->line.len, &it->e, &it->arena, &why) == 0) {
 		w->cur->n++;
+		w->cur->bytes += it->line.len;
 		return 0;
 	}
 	w->refused++;
@@ -328,6 +355,7 @@ lane_complete(struct writer *w, struct lane *l)
 	log_debug("batch committed", " rows=%zu", l->n);
 	finish_batch(w);
 	l->n = 0;
+	l->bytes = 0;
 	return 0;
 }
 
@@ -350,6 +378,7 @@ lane_send(struct writer *w, struct lane *l)
 	if (rc > 0) {
 		finish_batch(w);    /* nothing needed the database */
 		l->n = 0;
+	l->bytes = 0;
 		return 0;
 	}
 	if (l->conn != NULL) {
@@ -401,7 +430,7 @@ run_router(struct writer *w)
 		if (idle == NULL)
 			continue;
 		w->cur = idle;
-		while (idle->n < (size_t)w->cfg.batch_max && recv_peer(w) > 0)
+		while (!lane_full(idle, w->cfg.batch_max) && recv_peer(w) > 0)
 			;
 		if (idle->n > 0 && lane_send(w, idle) < 0)
 			return 0;
@@ -411,7 +440,7 @@ run_router(struct writer *w)
 		if (w->lanes[i].busy && lane_complete(w, &w->lanes[i]) < 0)
 			return 0;
 	w->cur = &w->lanes[0];
-	while (w->cur->n < (size_t)w->cfg.batch_max && recv_peer(w) > 0)
+	while (!lane_full(w->cur, w->cfg.batch_max) && recv_peer(w) > 0)
 		;
 	(void)commit_batch(w);    /* with the database gone, what is left stays unanswered */
 	return 0;
@@ -426,7 +455,7 @@ run_stdin(struct writer *w)
 
 	lines_init(&lr, STDIN_FILENO, (size_t)w->cfg.max_line);
 	while (!done && !stage_stop) {
-		while (w->cur->n < (size_t)w->cfg.batch_max && !done) {
+		while (!lane_full(w->cur, w->cfg.batch_max) && !done) {
 			const char *line;
 			size_t len;
 			enum line_result lres = lines_next(&lr, &line, &len);

@@ -188,6 +188,19 @@ class WriterStdin(unittest.TestCase):
         self.assertEqual(inbox_row(db, fid)["payload"], '{"first":true}')
         self.assertEqual(db.value("select count(*) from infonchat.event_inbox where dedupe_key = %s", key), "1")
 
+    def test_large_envelopes_make_small_batches(self):
+        # 30 envelopes of ~600 KB: a batch stops at 4 MiB, so 7 or 8 a batch
+        # (with 1 KB envelopes --batch-max alone decides).
+        pad = "x" * (600 * 1024)
+        lines = [envelope(WS, '{"i":%d,"pad":"%s"}' % (i, pad))[0] for i in range(30)]
+        p = self.import_lines(lines, extra=["--log-level", "debug"])
+        self.assertEqual(p.returncode, 0, p.stderr.decode()[-2000:])
+        rows = [int(ln.split("rows=")[1].split()[0]) for ln in p.stderr.decode().splitlines()
+                if 'msg="batch committed"' in ln]
+        self.assertEqual(sum(rows), 30, rows)
+        self.assertGreaterEqual(len(rows), 4, rows)
+        self.assertTrue(all(r <= 8 for r in rows), rows)
+
     def test_empty_input(self):
         p = self.import_lines([])
         self.assertEqual((p.returncode, p.stdout), (0, b""), p.stderr.decode())
