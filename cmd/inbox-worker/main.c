@@ -321,8 +321,8 @@ run_service(struct worker *w)
 	while (!stage_stop) {
 		zmq_pollitem_t pi[2 + MAX_LANES];
 		struct slot *busy[MAX_LANES];
-		int nb = 0, rc, work_now = 0, rfd = retention_fd(&w->ret);
-		long long now = clock_ms(), wait = sw.next - now, rdue = retention_due(&w->ret);
+		int nb = 0, idle = 0, rc, work_now = 0, rfd = retention_fd(&w->ret);
+		long long now = clock_ms(), wait = 1000, rdue = retention_due(&w->ret);
 		enum lane_kind kind;
 
 		for (int i = 0; i < w->nslots; i++) {
@@ -336,10 +336,21 @@ run_service(struct worker *w)
 					work_now = 1;
 				else if (s->again_at - now < wait)
 					wait = s->again_at - now;
-			} else if (pick(w, &sw, now, &kind)) {
-				work_now = 1;
+			} else {
+				idle++;
+				if (pick(w, &sw, now, &kind))
+					work_now = 1;
 			}
 		}
+		/*
+		 * A due sweep is a deadline only for an idle lane: with every lane
+		 * busy, the poll waits for one to finish. (Counting it anyway made
+		 * the loop spin at 100% CPU from the moment a sweep fell due until
+		 * a batch ended, taking the database's CPU on a small machine and
+		 * slowing the batches it waited for.)
+		 */
+		if (idle > 0 && sw.next - now < wait)
+			wait = sw.next - now;
 		pi[0] = (zmq_pollitem_t){ w->in_sock, 0, w->q.n < w->q.cap ? ZMQ_POLLIN : 0, 0 };
 		/* retention last: one batch of it per turn, never ahead of routing */
 		pi[1 + nb] = (zmq_pollitem_t){ NULL, rfd, rfd >= 0 ? ZMQ_POLLIN : 0, 0 };

@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 import unittest
 import uuid
@@ -233,6 +234,39 @@ class BatchSize(unittest.TestCase):
         done = self.batches(200, 1500)
         self.assertTrue(any(int(b["events"]) > 64 for b in done), done)
         self.assertTrue(all(int(b["next_batch_max"]) == 500 for b in done), done)
+
+
+class Idle(unittest.TestCase):
+    def test_no_busy_wait_while_every_lane_waits(self):
+        """With both connections' batches waiting on the database and a sweep
+        falling due every 50 ms, the worker must sleep in poll, not spin."""
+        ws = make_workspace(db)
+        add_agent(db, ws, "webhook.*")
+        w = start_worker(db, ["--sweep-interval", "50", "--connections", "2"])
+        hold = threading.Thread(target=db.psql, args=(
+            "begin; lock table infonchat.event_outbox in exclusive mode;"
+            " select pg_sleep(%f); commit;" % scaled(4),))
+        try:
+            hold.start()
+            time.sleep(0.3)
+            insert_event(db, ws)          # a sweep claims it and waits on the lock
+            time.sleep(0.3)               # the other lane's sweep waits too
+            t0 = cpu_seconds(w.pid)
+            time.sleep(2.0)
+            used = cpu_seconds(w.pid) - t0
+            self.assertLess(used, 0.5, "inbox-worker used %.2f s of CPU in 2 s of waiting" % used)
+            hold.join()
+            wait_drained(db, ws)
+        finally:
+            hold.join()
+            self.assertEqual(w.stop(), 0)
+
+
+def cpu_seconds(pid):
+    """user + system CPU seconds of process pid (all threads)."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class Deletion(unittest.TestCase):
