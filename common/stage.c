@@ -251,6 +251,7 @@ stage_signals(void)
 void
 stage_ready(struct stage *st)
 {
+	log_flush();    /* whoever waits for readiness may read the log next */
 	if (st->notify_fd < 0)
 		return;
 	(void)!write(st->notify_fd, "\n", 1);
