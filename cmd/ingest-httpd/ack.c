@@ -181,7 +181,10 @@ send_frames(struct ack *a, uint32_t slot, uint32_t gen, const char *data, size_t
  * Sends wait for the end of the loop turn, so the envelopes of every request
  * completed in one turn go to ZeroMQ back to back: its I/O thread wakes once
  * for them all rather than once each (those wake-ups were a quarter of the
- * CPU a request cost). A send that fails answers its request at once.
+ * CPU a request cost). A send that fails answers its request at once; that
+ * answer can let the connection's next pipelined request in, whose
+ * ack_submit() appends to outq while this loop runs: hence outq.p and
+ * outq.len are read afresh on every pass, and the entry is sent there too.
  */
 static void
 on_flush(evutil_socket_t fd, short what, void *arg)
@@ -210,6 +213,14 @@ on_flush(evutil_socket_t fd, short what, void *arg)
 	event_active(a->ev_sock, EV_READ, 0);
 }
 
+/* Answer every request still waiting with ACK_TIMEOUT and message. */
+static void
+fail_pending(struct ack *a, const char *message)
+{
+	while (a->head != NIL)
+		complete(a, a->head, ACK_TIMEOUT, NULL, message);
+}
+
 /*
  * The writer's connection dropped (it was killed, or stopped): what it did
  * not answer will never be answered on this connection, so answer 503 now
@@ -232,8 +243,7 @@ on_peers(evutil_socket_t fd, short what, void *arg)
 	if (a->npending > 0)
 		log_warn("inbox-writer connection lost: failing unanswered requests", " pending=%zu",
 		    a->npending);
-	while (a->head != NIL)
-		complete(a, a->head, ACK_TIMEOUT, NULL, "inbox-writer went away before confirming");
+	fail_pending(a, "inbox-writer went away before confirming");
 }
 
 static void
@@ -383,6 +393,5 @@ ack_pending(const struct ack *a)
 void
 ack_fail_all(struct ack *a)
 {
-	while (a->head != NIL)
-		complete(a, a->head, ACK_TIMEOUT, NULL, "shutting down");
+	fail_pending(a, "shutting down");
 }

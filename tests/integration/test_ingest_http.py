@@ -449,6 +449,22 @@ class Unavailable503(Checks):
         finally:
             h.stop()
 
+    def test_writer_not_running_pipelined(self):
+        # Each 503 lets the next pipelined request in at once, while the
+        # sends of the loop turn are still being made: every one is answered
+        # 503 now, none waits for --ack-timeout (20 s here).
+        h = start_httpd(tmpdir("run-alone"), ["--ack-timeout", "20000"])
+        try:
+            body = b'{"a":1}'
+            one = (b"POST " + webhook_path(WS).encode() + b" HTTP/1.1\r\nHost: x\r\n"
+                   b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+            # raw_http stops after 3 s without a byte: a request left for
+            # the ack timeout would be missing.
+            out = raw_http(h.port, one * 5, read_timeout=3)
+            self.assertEqual(out.count(b"HTTP/1.1 503 "), 5, out)
+        finally:
+            h.stop()
+
     def test_writer_gone_fails_pending_at_once(self):
         # Requests the writer took but never answered get 503 as soon as its
         # connection drops, not after --ack-timeout (30 s here).
