@@ -34,6 +34,13 @@ random_bytes(unsigned char *out, size_t n)
 	return 0;
 }
 
+/* A lower-case hex digit's value (uuid_canonical() checked it). */
+static int
+hexval(char c)
+{
+	return c <= '9' ? c - '0' : c - 'a' + 10;
+}
+
 static void
 hex_format(const unsigned char b[16], char out[UUID_LEN + 1])
 {
@@ -80,6 +87,22 @@ uuid_v7(char out[UUID_LEN + 1])
 	b[7] = (unsigned char)(counter & 0xff);
 	b[8] = (unsigned char)(0x80 | (b[8] & 0x3f));
 	hex_format(b, out);
+	return 0;
+}
+
+int
+uuid_bytes(const char *s, unsigned char out[16])
+{
+	char c[UUID_LEN + 1];
+	int k = 0;
+
+	if (uuid_canonical(s, strlen(s), c) < 0)
+		return -1;
+	for (int i = 0; i < UUID_LEN; i += 2) {
+		if (c[i] == '-')
+			i++;
+		out[k++] = (unsigned char)(hexval(c[i]) << 4 | hexval(c[i + 1]));
+	}
 	return 0;
 }
 

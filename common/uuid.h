@@ -22,4 +22,11 @@ int uuid_v7(char out[UUID_LEN + 1]);
  */
 int uuid_canonical(const char *s, size_t n, char out[UUID_LEN + 1]);
 
+/*
+ * The 16 bytes of the UUID whose 8-4-4-4-12 text (any case, NUL-terminated)
+ * is s: the binary form PostgreSQL's uuid type sends and receives. Returns 0,
+ * or -1 when s is not that form.
+ */
+int uuid_bytes(const char *s, unsigned char out[16]);
+
 #endif

@@ -8,6 +8,7 @@
 #include "crashpoint.h"
 #include "db.h"
 #include "log.h"
+#include "uuid.h"
 
 #define NCOLS STORE_NCOLS
 
@@ -137,34 +138,15 @@ barr_str(struct buf *b, const char *s)
 	barr_text(b, s, s ? strlen(s) : 0, 0);
 }
 
-static int
-hexval(char c)
-{
-	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 :
-	    c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-}
-
-/* A uuid element from canonical text (envelope_parse made it so). */
+/* A uuid element from its text (envelope_parse made it canonical). */
 static void
 barr_uuid(struct buf *b, const char *s)
 {
 	unsigned char *p = barr_elem(b, 16);
-	size_t k = 0;
 
 	if (p == NULL)
 		return;
-	for (const char *c = s; *c != '\0' && k < 16; c++) {
-		int hi, lo;
-		if (*c == '-')
-			continue;
-		hi = hexval(c[0]);
-		lo = c[1] != '\0' ? hexval(c[1]) : -1;
-		if (hi < 0 || lo < 0)
-			break;
-		p[k++] = (unsigned char)(hi << 4 | lo);
-		c++;
-	}
-	if (k != 16)
+	if (uuid_bytes(s, p) < 0)
 		b->failed = 1;    /* cannot happen for a parsed envelope; refuse the batch */
 	b->len += 16;
 }

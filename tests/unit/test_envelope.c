@@ -33,6 +33,19 @@ test_uuid(void)
 	CHECK(uuid_canonical("0190f0e2-1c3b-7abc-8def-0123456789ag", 36, c) < 0);
 	CHECK(uuid_canonical("0190f0e2+1c3b-7abc-8def-0123456789ab", 36, c) < 0);
 	CHECK(uuid_canonical("0190f0e2-1c3b-7abc-8def-0123456789a", 35, c) < 0);
+
+	{
+		static const unsigned char want[16] = {
+			0x01, 0x90, 0xf0, 0xe2, 0x1c, 0x3b, 0x7a, 0xbc,
+			0x8d, 0xef, 0x01, 0x23, 0x45, 0x67, 0x89, 0xab
+		};
+		unsigned char got[16];
+
+		CHECK(uuid_bytes("0190F0E2-1C3B-7ABC-8DEF-0123456789AB", got) == 0);
+		CHECK(memcmp(got, want, 16) == 0);
+		CHECK(uuid_bytes("0190f0e2-1c3b-7abc-8def-0123456789a", got) < 0);
+		CHECK(uuid_bytes("0190f0e21c3b7abc8def0123456789ab", got) < 0);
+	}
 }
 
 static void
