@@ -56,7 +56,7 @@ import uuid
 __all__ = [
     "REPO", "BIN_DIR", "Cluster", "Stage", "StageError", "QueryError",
     "http_request", "raw_http", "free_port", "make_workspace", "sql_literal",
-    "wait_until", "scaled", "tmpdir", "bin_path", "have_bin",
+    "wait_until", "scaled", "tmpdir", "bin_path", "have_bin", "stop_session",
 ]
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -554,6 +554,19 @@ class Stage:
 
 # ---------------------------------------------------------------------------
 # network
+
+def stop_session(proc):
+    """End a process started with start_new_session=True (a shell pipeline)
+    and everything in its process group: SIGTERM, then SIGKILL if it is not
+    gone within 10 s (scaled)."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=scaled(10))
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
 
 def free_port():
     """A TCP port on 127.0.0.1 that was free a moment ago."""

@@ -12,7 +12,7 @@ import time
 import unittest
 
 from harness import (STAGES, Cluster, Stage, bin_path, free_port, http_request, make_workspace, scaled,
-                     stage_args, tmpdir, wait_until)
+                     stage_args, stop_session, tmpdir, wait_until)
 
 db = None
 WS = None
@@ -91,13 +91,7 @@ class FullPipe(unittest.TestCase):
             self.assertEqual(raw[role["id"]].rstrip(b"\n"), self._raw_line(role))
         finally:
             os.close(rfd)
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=scaled(10))
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+            stop_session(proc)
 
     def _raw_line(self, role):
         # the stored outbox row is the relay's source: compare its text

@@ -13,7 +13,8 @@ import subprocess
 import unittest
 import uuid
 
-from harness import Cluster, bin_path, free_port, http_request, make_workspace, scaled, tmpdir, wait_until
+from harness import (Cluster, bin_path, free_port, http_request, make_workspace, scaled, stop_session,
+                     tmpdir, wait_until)
 from ingest_helpers import (UUID_RE, expected_payload, inbox_row, new_key, run_cli, start_httpd,
                             webhook_path)
 
@@ -237,13 +238,7 @@ class ShellPipe(unittest.TestCase):
                 self.assertEqual(inbox_row(db, eid)["payload"], expected_payload(body))
         finally:
             os.close(rfd)
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=scaled(10))
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+            stop_session(proc)
 
 
 if __name__ == "__main__":
