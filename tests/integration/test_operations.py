@@ -5,7 +5,6 @@ import json
 import os
 import select
 import shlex
-import signal
 import subprocess
 import threading
 import time

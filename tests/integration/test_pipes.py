@@ -8,7 +8,6 @@ import os
 import re
 import select
 import shlex
-import signal
 import subprocess
 import unittest
 import uuid
