@@ -164,7 +164,7 @@ send_hint(struct writer *w, const struct buf *line)
 	}
 }
 
-/* Answer every item of a stored batch and pass new events on. */
+/* Answer every item of w->cur's stored batch, pass new events on, empty it. */
 static void
 finish_batch(struct writer *w)
 {
@@ -227,6 +227,8 @@ finish_batch(struct writer *w)
 		}
 		reply_peer(w, &it->peer, reply);
 	}
+	w->cur->n = 0;
+	w->cur->bytes = 0;
 }
 
 /* Store the batch, reconnecting as long as it takes. Returns 0, or -1 when stopped first. */
@@ -251,8 +253,6 @@ commit_batch(struct writer *w)
 	}
 	log_debug("batch committed", " rows=%zu", w->cur->n);
 	finish_batch(w);
-	w->cur->n = 0;
-	w->cur->bytes = 0;
 	return 0;
 }
 
@@ -354,8 +354,6 @@ lane_complete(struct writer *w, struct lane *l)
 	}
 	log_debug("batch committed", " rows=%zu", l->n);
 	finish_batch(w);
-	l->n = 0;
-	l->bytes = 0;
 	return 0;
 }
 
@@ -377,8 +375,6 @@ lane_send(struct writer *w, struct lane *l)
 	}
 	if (rc > 0) {
 		finish_batch(w);    /* nothing needed the database */
-		l->n = 0;
-	l->bytes = 0;
 		return 0;
 	}
 	if (l->conn != NULL) {
