@@ -265,8 +265,8 @@ hint_lanes(const struct worker *w)
  * --batch-max of them wait): at a moderate rate the hints that arrive while
  * one batch commits make the next batch, which costs the database much less
  * per event than several small batches side by side (each statement has a
- * fixed cost, and concurrent batches contend for the same workspace rows in
- * their foreign key checks).
+ * fixed cost, and concurrent batches contend for the same workspace and
+ * agent rows in their foreign key checks and locks).
  */
 static int
 pick(const struct worker *w, const struct sweep *sw, long long now, enum lane_kind *kind)

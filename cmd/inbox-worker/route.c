@@ -38,10 +38,17 @@
 /*
  * Routing, marking and the envelopes to pass on, in one statement (so one
  * round trip and one transaction per batch):
- *   matches  agents of the event's own workspace whose role is the event's
- *            role or a prefix pattern ending in '*' that matches it (an
- *            agent with several matching roles counts once), less those
- *            that already have a run for the event (a replay)
+ *   candidates  agents of the event's own workspace whose role is the
+ *            event's role or a prefix pattern ending in '*' that matches it
+ *            (an agent with several matching roles counts once)
+ *   agents   those agents, locked FOR KEY SHARE once per batch: chats and
+ *            runs have no foreign keys (005_run_links_by_trigger.sql), so
+ *            this lock is what keeps an agent from being deleted between
+ *            the match and the commit. An agent deleted by a transaction
+ *            that committed meanwhile is not returned, and its events are
+ *            not routed to it; one being deleted is waited for.
+ *   matches  the candidates whose agent is locked, less those that
+ *            already have a run for the event (a replay)
  *   chats    one per match
  *   runs     one queued run per match, with its chat
  *   outbox   the role event (unless routed_at says it was written before:
@@ -50,9 +57,10 @@
  * The result: one row per claimed event, then its outbox rows with their
  * envelopes in seq order; events in id order.
  *
- * Every step reads claimed or matches on its own; no step joins two of them
- * by key, so however the planner misjudges a batch's size (it takes an
- * array of ids for 10 rows) nothing turns quadratic. The run check is a
+ * Every step reads one earlier step on its own (matches takes the few locked
+ * agents as an array); no step joins two of them by key, so however the
+ * planner misjudges a batch's size (it takes an array of ids for 10 rows)
+ * nothing turns quadratic. The run check is a
  * correlated probe of agent_runs' unique (event_id, agent_id) index for the
  * same reason. While the event's inbox row is locked nobody else can insert
  * its runs, so the probe is exact; and should anyone insert one by hand
@@ -60,16 +68,23 @@
  * alone) rather than a run being queued twice or a chat left without its run.
  */
 #define ROUTE_TAIL \
+	" candidates as materialized (" \
+	"  select distinct on (c.id, r.agent_id) c.next_attempt_at, c.id as event_id," \
+	"   c.workspace_id, r.agent_id, c.role, c.source_kind || ': ' || c.event_type as title" \
+	"  from claimed c join infonchat.agent_roles r on r.workspace_id = c.workspace_id" \
+	"   and (r.role = c.role or (right(r.role, 1) = '*'" \
+	"    and starts_with(c.role, left(r.role, -1))))" \
+	"  order by c.id, r.agent_id)," \
+	" agents as materialized (" \
+	"  select a.id from infonchat.agents a" \
+	"  where a.id = any (array(select distinct agent_id from candidates))" \
+	"  for key share of a)," \
 	" matches as materialized (" \
 	"  select m.*, infonchat.uuid_v7() as run_id, infonchat.uuid_v7() as chat_id" \
-	"  from (select distinct on (c.id, r.agent_id) c.next_attempt_at, c.id as event_id," \
-	"    c.workspace_id, r.agent_id, c.role, c.source_kind || ': ' || c.event_type as title" \
-	"   from claimed c join infonchat.agent_roles r on r.workspace_id = c.workspace_id" \
-	"    and (r.role = c.role or (right(r.role, 1) = '*'" \
-	"     and starts_with(c.role, left(r.role, -1))))" \
-	"   order by c.id, r.agent_id) m" \
-	"  where (select true from infonchat.agent_runs x" \
-	"         where x.event_id = m.event_id and x.agent_id = m.agent_id) is null)," \
+	"  from candidates m" \
+	"  where m.agent_id = any (array(select id from agents))" \
+	"   and (select true from infonchat.agent_runs x" \
+	"        where x.event_id = m.event_id and x.agent_id = m.agent_id) is null)," \
 	" chats as (" \
 	"  insert into infonchat.chats (id, workspace_id, agent_id, event_id, title)" \
 	"  select chat_id, workspace_id, agent_id, event_id, title from matches)," \

@@ -301,6 +301,51 @@ class Deletion(unittest.TestCase):
                                       " where event_id = any(%s::uuid[])",
                                       "{" + ",".join(events) + "}")), 0)
 
+    def test_deleting_a_chat_deletes_its_run(self):
+        """chats -> agent_runs keeps its cascade without a foreign key
+        (005_run_links_by_trigger.sql)."""
+        ws = make_workspace(db)
+        agent = add_agent(db, ws, "webhook.*")
+        w = start_worker(db, ["--sweep-interval", "50"])
+        try:
+            events = [insert_event(db, ws) for _ in range(2)]
+            wait_drained(db, ws)
+        finally:
+            self.assertEqual(w.stop(), 0)
+        chat = db.value("select chat_id from infonchat.agent_runs where event_id = %s", events[0])
+        db.execute("delete from infonchat.chats where id = %s", chat)
+        self.assertEqual(runs_of(events[0]), set())
+        self.assertEqual(runs_of(events[1]), {agent})
+
+    def test_agent_deleted_while_routing_gets_nothing(self):
+        """An agent whose delete is still uncommitted when a batch matches it:
+        the batch waits for that transaction and, once it commits, routes the
+        event to the other agents only. Without the worker's lock on the
+        agent the run would be inserted after the delete's cascade ran, and
+        stay behind pointing at no agent."""
+        ws = make_workspace(db)
+        keep = add_agent(db, ws, "webhook.*", name="keep")
+        gone = add_agent(db, ws, "webhook.*", name="gone")
+        w = start_worker(db, ["--sweep-interval", "50"])
+        hold = threading.Thread(target=db.psql, args=(
+            "begin; delete from infonchat.agents where id = '%s';"
+            " select pg_sleep(%f); commit;" % (gone, scaled(2)),))
+        try:
+            hold.start()
+            time.sleep(0.3)
+            ev = insert_event(db, ws)
+            hold.join()
+            wait_drained(db, ws)
+        finally:
+            hold.join()
+            self.assertEqual(w.stop(), 0)
+        self.assertEqual(runs_of(ev), {keep})
+        for table in ("chats", "agent_runs"):
+            self.assertEqual(int(db.value("select count(*) from infonchat.%s where agent_id = %%s"
+                                          % table, gone)), 0, table)
+        self.assertEqual(int(db.value("select count(*) from infonchat.event_outbox"
+                                      " where event_id = %s", ev)), 2)
+
 
 class Intake(unittest.TestCase):
     def writer_import(self, run_dir, ws, n, prefix):
