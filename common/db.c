@@ -86,9 +86,22 @@ db_connect_retry(const char *conninfo, const char *app,
 	return NULL;
 }
 
+/*
+ * A prepared statement is planned for generic parameters after a few runs,
+ * and that plan is kept until the statistics of its tables change. A stage
+ * prepares its statements when it connects, often to tables that are empty
+ * or nearly so, where reading the whole table is the cheapest plan; kept
+ * while the table grows a hundredfold before autovacuum's next ANALYZE, it
+ * made every batch cost in proportion to the table (a worker that fell
+ * behind fell further behind). Every statement of the pipeline reaches its
+ * rows through an index, so sequential scans are off for the session: the
+ * planner takes them only where no index serves.
+ */
 int
 db_prepare_all(PGconn *conn, const struct db_statement *s, size_t n)
 {
+	if (db_command(conn, "set enable_seqscan = off") < 0)
+		return -1;
 	for (size_t i = 0; i < n; i++) {
 		PGresult *r = PQprepare(conn, s[i].name, s[i].sql, s[i].nparams, NULL);
 		int ok = PQresultStatus(r) == PGRES_COMMAND_OK;

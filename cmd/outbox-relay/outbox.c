@@ -21,12 +21,12 @@ static const char claim_sql[] =
     "limit $1 "
     "for update of o skip locked";
 
-/* Keyed by (workspace_id, id) so that it stays a single-shard update when
- * the table is distributed by workspace_id. */
+/* By the primary key, as an array, so that no join order can read the
+ * whole table; with the workspace_ids too, so that it stays a single-shard
+ * update when the table is distributed by workspace_id. */
 static const char mark_sql[] =
     "update infonchat.event_outbox o set published_at = now() "
-    "from unnest($1::uuid[], $2::uuid[]) as m(workspace_id, id) "
-    "where o.workspace_id = m.workspace_id and o.id = m.id "
+    "where o.id = any ($2::uuid[]) and o.workspace_id = any ($1::uuid[]) "
     "and o.published_at is null";
 
 static const char replay_sql[] =
