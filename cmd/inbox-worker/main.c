@@ -545,10 +545,10 @@ open_sockets(struct worker *w, void *zctx, const struct endpoint *in,
 	if (in->kind == EP_BIND || in->kind == EP_CONNECT) {
 		/*
 		 * Hints are envelopes (~1.5 KB); behind, the worker sweeps, so
-		 * queueing more than a couple of batches' worth only costs memory
-		 * (100,000 queued made 80+ MB of RSS under overload).
+		 * queueing more than a batch's worth only costs memory (100,000
+		 * queued made 80+ MB of RSS under overload, 2,000 about 5 MB).
 		 */
-		int hwm = 2000;
+		int hwm = 500;
 
 		w->in_sock = zsock_new(zctx, ZMQ_PULL, 0);
 		if (w->in_sock == NULL ||

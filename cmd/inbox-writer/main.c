@@ -622,10 +622,11 @@ main(int argc, char **argv)
 	} else if (out.kind != EP_NONE) {
 		/*
 		 * Hints carry whole envelopes and only say "look now": a worker
-		 * that lags sweeps the table anyway, so a short queue (a few MB)
-		 * is enough; past it hints are dropped (counted), never memory.
+		 * that lags sweeps the table anyway, so a short queue (a batch's
+		 * worth, under 1 MB) is enough; past it hints are dropped
+		 * (counted), never memory.
 		 */
-		int hwm = 2000, one = 1;
+		int hwm = 500, one = 1;
 		w.out_sock = zsock_new(zctx, ZMQ_PUSH, 100);
 		if (w.out_sock == NULL ||
 		    zmq_setsockopt(w.out_sock, ZMQ_SNDHWM, &hwm, sizeof hwm) < 0 ||
