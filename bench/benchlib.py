@@ -298,6 +298,12 @@ class Stack:
         self.db.execute("truncate infonchat.event_inbox, infonchat.event_outbox, infonchat.chats,"
                         " infonchat.agent_runs cascade; checkpoint", timeout=600)
 
+    def settle(self):
+        """VACUUM (ANALYZE) the event tables: what the steps before left for
+        autovacuum is done now, outside any measurement."""
+        self.db.execute("vacuum (analyze) infonchat.event_inbox, infonchat.event_outbox,"
+                        " infonchat.chats, infonchat.agent_runs", timeout=600)
+
     # -- processes -----------------------------------------------------------
 
     def start(self, extra=None, workers=1):
@@ -665,7 +671,11 @@ def measure(stack, sampler, load):
       rss_mb.<e>    peak resident memory of e during the step (sampled)
       opens         TCP connections accepted during the load (machine-wide)
       hops          see Stack.hops()
+
+    Before the load the event tables are vacuumed (Stack.settle), so that a
+    step does not pay for the dead rows earlier steps left to autovacuum.
     """
+    stack.settle()
     c0 = stack.counters()
     stack.sub.forget()
     cpu0 = stack.cpu()
