@@ -23,11 +23,14 @@ static const char claim_sql[] =
 
 /* By the primary key, as an array, so that no join order can read the
  * whole table; with the workspace_ids too, so that it stays a single-shard
- * update when the table is distributed by workspace_id. */
+ * update when the table is distributed by workspace_id. The rows are the
+ * claim's, locked since, so they are still unpublished: saying so
+ * ("published_at is null") would let the planner read them through the
+ * partial index of unpublished rows, which is all the backlog, and it did
+ * (70 ms a batch with 87,000 rows behind). */
 static const char mark_sql[] =
     "update infonchat.event_outbox o set published_at = now() "
-    "where o.id = any ($2::uuid[]) and o.workspace_id = any ($1::uuid[]) "
-    "and o.published_at is null";
+    "where o.id = any ($2::uuid[]) and o.workspace_id = any ($1::uuid[])";
 
 static const char replay_sql[] =
     "declare outbox_replay no scroll cursor for "

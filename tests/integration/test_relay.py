@@ -397,5 +397,54 @@ class EndToEnd(unittest.TestCase):
             self.assertEqual(rc, 0, "%s exited %s\n%s" % (name, rc, err[-3000:]))
 
 
+class PlanStability(unittest.TestCase):
+    def test_plans_made_on_a_small_table_stay_on_indexes(self):
+        """The relay prepares its statements while event_outbox holds 300
+        rows (and statistics that say so, which autovacuum, off for the
+        test, never renews) and uses generic plans, which PostgreSQL would
+        choose by itself after five runs. Publishing a backlog of 20,000
+        rows 100 at a time must read the unpublished index about once, not
+        once per batch: marking a batch by the partial index instead of the
+        primary key read all the rows still behind (70 ms a batch)."""
+        from harness import Cluster
+        fresh = Cluster()
+        try:
+            ws, ev = new_source(fresh)
+            insert_outbox(fresh, ws, ev, 300)
+            settle_outbox(fresh)
+            fresh.execute("analyze infonchat.event_outbox")
+            fresh.execute("alter table infonchat.event_outbox set (autovacuum_enabled = false)")
+            run_dir = tmpdir("run")
+            router = start_router(run_dir)
+            relay = start_relay(fresh, run_dir, ["--batch-max", "100"],
+                                env={"PGOPTIONS": "-c plan_cache_mode=force_generic_plan"})
+            try:
+                for _ in range(6):
+                    wait_published(fresh, insert_outbox(fresh, ws, ev, 100))
+                before = self.reads(fresh)
+                ids = insert_outbox(fresh, ws, ev, 20000)
+                wait_published(fresh, ids, timeout=120)
+                # the relay's counters reach the statistics when it is idle
+                wait_until(lambda: self.reads(fresh)["updated"] >= before["updated"] + 20000,
+                           timeout=scaled(30), message="statistics not flushed")
+                after = self.reads(fresh)
+            finally:
+                self.assertEqual(relay.stop(), 0)
+                self.assertEqual(router.stop(), 0)
+        finally:
+            fresh.stop()
+        self.assertLess(after["unpublished_read"] - before["unpublished_read"], 200000,
+                        "the unpublished index read whole per batch")
+
+    @staticmethod
+    def reads(cluster):
+        r = cluster.query(
+            "select t.n_tup_upd, i.idx_tup_read"
+            " from pg_stat_user_tables t join pg_stat_user_indexes i on i.relid = t.relid"
+            " where t.relid = 'infonchat.event_outbox'::regclass"
+            " and i.indexrelname = 'event_outbox_unpublished_idx'")[0]
+        return {"updated": int(r[0]), "unpublished_read": int(r[1])}
+
+
 if __name__ == "__main__":
     unittest.main()
