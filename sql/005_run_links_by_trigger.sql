@@ -80,14 +80,4 @@ create trigger event_inbox_deleted after delete on infonchat.event_inbox
     referencing old table as old_rows
     for each statement execute function infonchat.event_inbox_deleted();
 
-create or replace function infonchat.agent_run_queued_data(agent_run_id uuid,
-    chat_id uuid, agent_id uuid, event_id uuid, role text)
-returns json
-language sql stable parallel safe as $$
-    select ('{"agent_run_id":"' || agent_run_id
-        || '","chat_id":"' || chat_id
-        || '","agent_id":"' || agent_id
-        || '","event_id":"' || event_id
-        || '","role":' || to_json(role)::text
-        || '}')::json
-$$;
+alter function infonchat.agent_run_queued_data(uuid, uuid, uuid, uuid, text) stable;
