@@ -340,6 +340,18 @@ class Cluster:
         self.stop()
 
 
+def scan_counts(cluster, table, index):
+    """PostgreSQL's cumulative counters for table (e.g. 'infonchat.event_inbox')
+    and one of its indexes: {"seq_read": rows read by sequential scans,
+    "updated": rows updated, "index_read": index entries read}. A backend
+    reports its counts when idle, up to about 10 s late (PostgreSQL 15)."""
+    r = cluster.query(
+        "select t.seq_tup_read, t.n_tup_upd, i.idx_tup_read"
+        " from pg_stat_user_tables t join pg_stat_user_indexes i on i.relid = t.relid"
+        " where t.relid = %s::regclass and i.indexrelname = %s", table, index)[0]
+    return {"seq_read": int(r[0]), "updated": int(r[1]), "index_read": int(r[2])}
+
+
 def make_workspace(cluster, name=None, require_signature=None):
     """Insert a workspace with a fresh id (and only (id, name) unless
     require_signature is given); return the id as a lower-case string."""
