@@ -62,10 +62,10 @@
  *   candidates  agents of the event's own workspace whose role is the
  *            event's role or a prefix pattern ending in '*' that matches it
  *            (an agent with several matching roles counts once)
- *   agents   those agents, locked FOR KEY SHARE once per batch: chats and
- *            runs have no foreign keys (005_run_links_by_trigger.sql), so
- *            this lock is what keeps an agent from being deleted between
- *            the match and the commit. An agent deleted by a transaction
+ *   locked_agents  those agents, locked FOR KEY SHARE once per batch:
+ *            chats and runs have no foreign keys (sql/005), so this lock
+ *            is what keeps an agent from being deleted between the match
+ *            and the commit. An agent deleted by a transaction
  *            that committed meanwhile is not returned, and its events are
  *            not routed to it; one being deleted is waited for.
  *   matches  the candidates whose agent is locked, less those that
@@ -96,14 +96,14 @@
 	"   and (r.role = c.role or (right(r.role, 1) = '*'" \
 	"    and starts_with(c.role, left(r.role, -1))))" \
 	"  order by c.id, r.agent_id)," \
-	" agents as materialized (" \
+	" locked_agents as materialized (" \
 	"  select a.id from infonchat.agents a" \
 	"  where a.id = any (array(select distinct agent_id from candidates))" \
 	"  for key share of a)," \
 	" matches as materialized (" \
 	"  select m.*, infonchat.uuid_v7() as run_id, infonchat.uuid_v7() as chat_id" \
 	"  from candidates m" \
-	"  where m.agent_id = any (array(select id from agents))" \
+	"  where m.agent_id = any (array(select id from locked_agents))" \
 	"   and (select true from infonchat.agent_runs x" \
 	"        where x.event_id = m.event_id and x.agent_id = m.agent_id) is null)," \
 	" chats as (" \
