@@ -83,7 +83,13 @@
  * planner misjudges a batch's size (it takes an array of ids for 10 rows)
  * nothing turns quadratic. The run check is a
  * correlated probe of agent_runs' unique (event_id, agent_id) index for the
- * same reason. While the event's inbox row is locked nobody else can insert
+ * same reason, by event_id alone (the event's runs are as few as its
+ * agents): naming agent_id too let a plan made on empty tables take the
+ * index on agent_id and read all of the agent's runs for every event. The
+ * mark goes by id alone for the same reason: with the workspace_id too,
+ * such a plan and-ed in the unique index led by workspace_id and read the
+ * whole workspace every batch (both: test_worker PlanStability).
+ * While the event's inbox row is locked nobody else can insert
  * its runs, so the probe is exact; and should anyone insert one by hand
  * meanwhile, the unique constraint fails the batch (and the event is retried
  * alone) rather than a run being queued twice or a chat left without its run.
@@ -104,8 +110,8 @@
 	"  select m.*, infonchat.uuid_v7() as run_id, infonchat.uuid_v7() as chat_id" \
 	"  from candidates m" \
 	"  where m.agent_id = any (array(select id from locked_agents))" \
-	"   and (select true from infonchat.agent_runs x" \
-	"        where x.event_id = m.event_id and x.agent_id = m.agent_id) is null)," \
+	"   and m.agent_id <> all (array(select x.agent_id from infonchat.agent_runs x" \
+	"        where x.event_id = m.event_id)))," \
 	" chats as (" \
 	"  insert into infonchat.chats (id, workspace_id, agent_id, event_id, title)" \
 	"  select chat_id, workspace_id, agent_id, event_id, title from matches)," \
@@ -130,8 +136,7 @@
 	" marked as (" \
 	"  update infonchat.event_inbox e set status = 'processed', processed_at = now()," \
 	"   routed_at = coalesce(e.routed_at, now())" \
-	"  where e.id = any (array(select c.id from claimed c))" \
-	"   and e.workspace_id = any (array(select c.workspace_id from claimed c)))" \
+	"  where e.id = any (array(select c.id from claimed c)))" \
 	" select id, workspace_id, role, ord, is_run, env from (" \
 	"  select c.id, c.workspace_id, c.role, c.ord, null::boolean as is_run, null::text as env," \
 	"   0 as sub, 0::bigint as seq from claimed c" \
