@@ -402,8 +402,8 @@ class PlanStability(unittest.TestCase):
     def test_plans_made_on_a_small_table_stay_on_indexes(self):
         """The relay prepares its statements while event_outbox holds 300
         rows (and statistics that say so, which autovacuum, off for the
-        test, never renews) and uses generic plans, which PostgreSQL would
-        choose by itself after five runs. Publishing a backlog of 20,000
+        test, never renews) and uses generic plans (as db_prepare_all sets
+        for every stage; PGOPTIONS makes sure of it here). Publishing a backlog of 20,000
         rows 100 at a time must read the unpublished index about once, not
         once per batch: marking a batch by the partial index instead of the
         primary key read all the rows still behind (70 ms a batch)."""

@@ -674,8 +674,8 @@ class PlanStability(unittest.TestCase):
     def test_plans_made_on_empty_tables_stay_on_indexes(self):
         """A worker connects while the event tables are empty (and their
         statistics say so, as after a new deployment's first ANALYZE) and
-        routes a few batches, with generic plans, which PostgreSQL would
-        choose by itself after five runs when batches are large. Then, with
+        routes a few batches, with generic plans (as db_prepare_all sets
+        for every stage; PGOPTIONS makes sure of it here). Then, with
         autovacuum off for the tables so that no ANALYZE replans them, come
         20,000 due events, held locked by another transaction so that no
         batch can take them, and 20,000 earlier runs of the agent; then 400
