@@ -403,10 +403,11 @@ class PlanStability(unittest.TestCase):
         """The relay prepares its statements while event_outbox holds 300
         rows (and statistics that say so, which autovacuum, off for the
         test, never renews) and uses generic plans (as db_prepare_all sets
-        for every stage; PGOPTIONS makes sure of it here). Publishing a backlog of 20,000
-        rows 100 at a time must read the unpublished index about once, not
-        once per batch: marking a batch by the partial index instead of the
-        primary key read all the rows still behind (70 ms a batch)."""
+        for every stage; PGOPTIONS makes sure of it here). Publishing a
+        backlog of 20,000 rows 100 at a time must read the unpublished index
+        about once, not once per batch: marking a batch by the partial index
+        instead of the primary key read all the rows still behind (70 ms a
+        batch)."""
         from harness import Cluster
         fresh = Cluster()
         try:
