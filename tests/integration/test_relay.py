@@ -435,7 +435,12 @@ class PlanStability(unittest.TestCase):
                 self.assertEqual(router.stop(), 0)
         finally:
             fresh.stop()
-        self.assertLess(after["index_read"] - before["index_read"], 200000,
+        # Each claim reads the index from its start, and with it some
+        # entries of rows already published (no vacuum removes them here):
+        # about 10 reads a row were measured (191,000 with these statistics,
+        # 209,000 with those of an empty table), too close to a bound of
+        # 200,000. Reading the rows still behind for every batch was 2.3 M.
+        self.assertLess(after["index_read"] - before["index_read"], 600000,
                         "the unpublished index read whole per batch")
 
     @staticmethod
