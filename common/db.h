@@ -36,8 +36,8 @@ struct db_statement {
 	int nparams;
 };
 
-/* Prepare s[0..n) on conn, with sequential scans off for the session (see
- * db.c). Returns 0, or -1 after logging the one that failed. */
+/* Prepare s[0..n) on conn, with sequential scans off and generic plans for
+ * the session (see db.c). Returns 0, or -1 after logging the one that failed. */
 int db_prepare_all(PGconn *conn, const struct db_statement *s, size_t n);
 
 /* Run a command that returns no rows (a SET, say). Returns 0, or -1 after logging. */

@@ -81,18 +81,19 @@
  * Every step reads one earlier step on its own (matches takes the few locked
  * agents as an array); no step joins two of them by key, so however the
  * planner misjudges a batch's size (it takes an array of ids for 10 rows)
- * nothing turns quadratic. The run check is a
- * correlated probe of agent_runs' unique (event_id, agent_id) index for the
- * same reason, by event_id alone (the event's runs are as few as its
- * agents): naming agent_id too let a plan made on empty tables take the
- * index on agent_id and read all of the agent's runs for every event. The
- * mark goes by id alone for the same reason: with the workspace_id too,
- * such a plan and-ed in the unique index led by workspace_id and read the
- * whole workspace every batch (both: test_worker PlanStability).
- * While the event's inbox row is locked nobody else can insert
- * its runs, so the probe is exact; and should anyone insert one by hand
- * meanwhile, the unique constraint fails the batch (and the event is retried
- * alone) rather than a run being queued twice or a chat left without its run.
+ * nothing turns quadratic. The run check is a correlated probe of
+ * agent_runs' unique (event_id, agent_id) index for the same reason, by
+ * event_id alone (the event's runs are as few as its agents): naming
+ * agent_id too let a plan made on empty tables take the index on agent_id
+ * and read all of the agent's runs for every event. The mark goes by id
+ * alone for the same reason: with the workspace_id too, such a plan and-ed
+ * in the unique index led by workspace_id and read the whole workspace
+ * every batch (both: test_worker PlanStability).
+ *
+ * While the event's inbox row is locked nobody else can insert its runs, so
+ * the probe is exact; and should anyone insert one by hand meanwhile, the
+ * unique constraint fails the batch (and the event is retried alone) rather
+ * than a run being queued twice or a chat left without its run.
  */
 #define ROUTE_TAIL \
 	" candidates as materialized (" \

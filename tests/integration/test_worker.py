@@ -367,9 +367,6 @@ def writer_import(cluster, run_dir, ws, n, prefix):
 
 
 class Intake(unittest.TestCase):
-    def writer_import(self, run_dir, ws, n, prefix):
-        writer_import(db, run_dir, ws, n, prefix)
-
     def test_hints_from_inbox_writer(self):
         """With the sweep all but off, events stored by inbox-writer are
         routed at once: its hints reach the worker's PULL socket."""
@@ -378,7 +375,7 @@ class Intake(unittest.TestCase):
         w = start_worker(db, ["--sweep-interval", "3600000"])
         try:
             t0 = time.monotonic()
-            self.writer_import(w.run_dir, ws, 50, "hint-" + uuid.uuid4().hex)
+            writer_import(db, w.run_dir, ws, 50, "hint-" + uuid.uuid4().hex)
             wait_drained(db, ws, timeout=5)
             self.assertLess(time.monotonic() - t0, scaled(5))
             check_exactly_once(self, db, ws, 1)
@@ -392,7 +389,7 @@ class Intake(unittest.TestCase):
         ws = make_workspace(db)
         add_agent(db, ws, "webhook.stripe.*")
         run_dir = tmpdir("run")
-        self.writer_import(run_dir, ws, 3000, "backlog-" + uuid.uuid4().hex)
+        writer_import(db, run_dir, ws, 3000, "backlog-" + uuid.uuid4().hex)
         self.assertEqual(counts(db, ws), {"pending": 3000})
         w = start_worker(db, run_dir=run_dir)
         try:
