@@ -61,6 +61,16 @@ def tool_env():
     for k in ("INFONCHAT_DB", "INFONCHAT_RUN_DIR", "INFONCHAT_LISTEN", "INFONCHAT_ARGS",
               "INFONCHAT_LOG_DIR"):
         env.pop(k, None)
+    # No exit-time leak check under a supervisor. LeakSanitizer's check
+    # stops the process with PTRACE_ATTACH, which queues a SIGSTOP; s6 and
+    # runit stop a service with SIGTERM and then SIGCONT, and a SIGCONT that
+    # arrives after the stage has finished its drain and begun the check
+    # discards that SIGSTOP, so the check waits for a stop that never comes
+    # and the stage never exits (seen under CPU load: s6-svscan gave up with
+    # the writer traced by its own LSan tracer). Every other integration
+    # test still runs the same stages with the leak check.
+    if "ASAN_OPTIONS" in env:
+        env["ASAN_OPTIONS"] += ":detect_leaks=0"
     return env
 
 
@@ -72,10 +82,29 @@ def run(argv, timeout=30, check=True):
     return p
 
 
+def describe(pid):
+    """pid, parent, state, tracer and command line of a process, from /proc."""
+    fields = {}
+    try:
+        with open("/proc/%s/status" % pid) as f:
+            for ln in f:
+                k, _, v = ln.partition(":")
+                fields[k] = v.strip()
+        with open("/proc/%s/cmdline" % pid, "rb") as f:
+            cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        with open("/proc/%s/wchan" % pid) as f:
+            wchan = f.read().strip()
+    except OSError:
+        return "%s (gone)" % pid
+    return "%s ppid=%s state=%r tracer=%s threads=%s wchan=%s: %s" % (
+        pid, fields.get("PPid"), fields.get("State"), fields.get("TracerPid"),
+        fields.get("Threads"), wchan, cmd)
+
+
 def kill_leftovers(base, run_dir):
     """SIGKILL every process of ours whose cwd is under base or whose
-    environment names run_dir; return how many there were."""
-    n = 0
+    environment names run_dir; return a description of each."""
+    found = []
     marker = ("INFONCHAT_RUN_DIR=" + run_dir).encode()
     for pid in os.listdir("/proc"):
         if not pid.isdigit() or int(pid) == os.getpid():
@@ -92,12 +121,16 @@ def kill_leftovers(base, run_dir):
             except OSError:
                 pass
         if hit:
-            try:
-                os.kill(int(pid), signal.SIGKILL)
-                n += 1
-            except OSError:
-                pass
-    return n
+            found.append(pid)
+    # described first, all of them, then killed: what each was doing
+    # matters when the tree did not come down by itself
+    left = [describe(pid) for pid in found]
+    for pid in found:
+        try:
+            os.kill(int(pid), signal.SIGKILL)
+        except OSError:
+            pass
+    return left
 
 
 class S6Tree:
@@ -289,7 +322,8 @@ class S6Test(unittest.TestCase):
             left = tree.stop()
         self.assertIn("msg=ready", tree.log("inbox-writer"))
         # s6-svscanctl -t took everything down: nothing had to be killed
-        self.assertEqual(left, 0)
+        self.assertEqual(left, [], "still running after s6-svscanctl -t:\n" + "\n".join(left)
+                         + "\n" + tree.report())
 
     def test_usage_error_is_a_permanent_failure(self):
         tree = S6Tree(db, free_port(), stages=("router",),
