@@ -65,8 +65,9 @@ class RetentionTest(unittest.TestCase):
                         " values (%s, %s, %s, 't') returning id", ws, agent, gone)
         young = old_event(ws, "processed", 20)
         young_out = outbox(ws, young, 20)
-        young_old_out = outbox(ws, young, 40)         # e.g. from before a replay
         replayed = old_event(ws, "processed", 40, processed_days=2)
+        replayed_old_out = outbox(ws, replayed, 40)   # published before the replay
+        replayed_new_out = outbox(ws, replayed, 2)    # and by the replay
         dead = old_event(ws, "dead", 100)
         unpublished = old_event(ws, "processed", 40)
         unpublished_out = outbox(ws, unpublished, None)
@@ -89,11 +90,12 @@ class RetentionTest(unittest.TestCase):
         self.assertRegex(log, r'msg="retention: deleted" days=30 inbox=2501 outbox=1\b')
         self.assertFalse(exists("event_inbox", gone))
         self.assertFalse(exists("event_outbox", gone_out))
-        self.assertFalse(exists("event_outbox", young_old_out))
+        self.assertFalse(exists("event_outbox", replayed_old_out))
         self.assertEqual(db.value("select count(*) from infonchat.event_inbox"
                                   " where source_kind = 'webhook.bulk' and workspace_id = %s", ws), "0")
         for t, rid in (("event_inbox", young), ("event_outbox", young_out),
-                       ("event_inbox", replayed), ("event_inbox", dead),
+                       ("event_inbox", replayed), ("event_outbox", replayed_new_out),
+                       ("event_inbox", dead),
                        ("event_inbox", unpublished), ("event_outbox", unpublished_out)):
             self.assertTrue(exists(t, rid), (t, rid))
         # the chat stays, without its event
@@ -117,6 +119,92 @@ class RetentionTest(unittest.TestCase):
             self.assertEqual(p.returncode, 64, (bad, p.stderr))
             self.assertEqual(len(p.stderr.splitlines()), 1, p.stderr)
             self.assertIn("--retention-days", p.stderr)
+
+
+class RetentionPlans(unittest.TestCase):
+    """Retention's statements are planned when they run, on whatever the
+    statistics say; a cycle that has little or nothing to delete must not
+    read the tables whole."""
+
+    def test_cycle_reads_no_table_whole(self):
+        """Statistics of empty tables (as after a new deployment's first
+        ANALYZE, and autovacuum off for the tables so that none comes later),
+        then 20,000 young events, each with a published outbox row, and a
+        few old ones: one to delete and one replayed, with a published outbox
+        row from before its replay (deleted) and one from the replay (kept).
+        One retention cycle does exactly that, and reads neither table by a
+        sequential scan: each such read, of 20,000 rows, would show in the
+        tables' statistics. (The outbox batch used to look for old published
+        rows in the whole outbox, which has no index on published_at; it
+        now starts from the old inbox rows that stayed, by received_at.)"""
+        fresh = Cluster()
+        try:
+            ws = make_workspace(fresh)
+            fresh.execute("analyze infonchat.event_inbox, infonchat.event_outbox")
+            fresh.execute("alter table infonchat.event_inbox set (autovacuum_enabled = false);"
+                          " alter table infonchat.event_outbox set (autovacuum_enabled = false)")
+            fresh.execute(
+                "with e as (insert into infonchat.event_inbox(workspace_id, source_kind, event_type,"
+                " role, source_identifier, dedupe_key, payload, received_at, status, processed_at,"
+                " routed_at)"
+                " select %s, 'webhook.young', 'x', 'webhook.young.x', 'y' || g, 'y' || g, '{}',"
+                "  now() - interval '1 day', 'processed', now() - interval '1 day',"
+                "  now() - interval '1 day'"
+                " from generate_series(1, 20000) g returning id)"
+                " insert into infonchat.event_outbox(event_id, workspace_id, kind, topic, data,"
+                " created_at, published_at)"
+                " select id, %s, 'k', %s, '{}', now() - interval '1 day', now() - interval '1 day'"
+                " from e", ws, ws, ws + "/k", timeout=120)
+            gone = fresh.value(
+                "insert into infonchat.event_inbox(workspace_id, source_kind, event_type, role,"
+                " source_identifier, dedupe_key, payload, received_at, status, processed_at)"
+                " values (%s, 'webhook.old', 'x', 'webhook.old.x', 'g', 'g', '{}',"
+                " now() - interval '40 days', 'processed', now() - interval '40 days')"
+                " returning id", ws)
+            replayed = fresh.value(
+                "insert into infonchat.event_inbox(workspace_id, source_kind, event_type, role,"
+                " source_identifier, dedupe_key, payload, received_at, status, processed_at)"
+                " values (%s, 'webhook.old', 'x', 'webhook.old.x', 'r', 'r', '{}',"
+                " now() - interval '40 days', 'processed', now() - interval '2 days')"
+                " returning id", ws)
+            outs = {}
+            for name, days in (("old", 40), ("new", 2)):
+                outs[name] = fresh.value(
+                    "insert into infonchat.event_outbox(event_id, workspace_id, kind, topic, data,"
+                    " created_at, published_at) values (%s, %s, 'k', %s, '{}',"
+                    " now() - make_interval(days => %s), now() - make_interval(days => %s))"
+                    " returning id", replayed, ws, ws + "/k", days, days)
+            before = self.seq_reads(fresh)
+            w = start_worker(fresh, ["--retention-days", "30"])
+            try:
+                wait_until(lambda: "retention: deleted" in w.stderr_text(), timeout=20,
+                           message="no retention line\n" + w.stderr_text())
+            finally:
+                self.assertEqual(w.stop(), 0, w.stderr_text())
+            self.assertRegex(w.stderr_text(), r'msg="retention: deleted" days=30 inbox=1 outbox=1\b')
+            # a backend's counters reach the statistics when it exits
+            wait_until(lambda: fresh.value(
+                "select count(*) from pg_stat_activity where application_name like 'inbox-worker%%'")
+                == "0", timeout=scaled(10), message="the worker's backends did not exit")
+            after = self.seq_reads(fresh)
+            self.assertEqual(fresh.value("select count(*) from infonchat.event_inbox where id = %s",
+                                         gone), "0")
+            self.assertEqual(fresh.value("select count(*) from infonchat.event_outbox where id = %s",
+                                         outs["old"]), "0")
+            self.assertEqual(fresh.value("select count(*) from infonchat.event_outbox where id = %s",
+                                         outs["new"]), "1")
+            self.assertEqual(fresh.value("select count(*) from infonchat.event_outbox"), "20001")
+        finally:
+            fresh.stop()
+        for table in ("event_inbox", "event_outbox"):
+            self.assertLess(after[table] - before[table], 1000,
+                            "%s read by sequential scans: %d rows" % (table, after[table] - before[table]))
+
+    @staticmethod
+    def seq_reads(cluster):
+        return {t: int(n) for t, n in cluster.query(
+            "select relname, coalesce(seq_tup_read, 0) from pg_stat_user_tables"
+            " where schemaname = 'infonchat' and relname in ('event_inbox', 'event_outbox')")}
 
 
 if __name__ == "__main__":
