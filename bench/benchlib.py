@@ -143,6 +143,21 @@ def pss_kb(pid):
     return status_kb(pid, "VmRSS")
 
 
+def machine_ticks():
+    """(idle, total) clock ticks of all CPUs so far (/proc/stat; idle
+    counts iowait too)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return v[3] + v[4], sum(v[:8])
+
+
+def children_cpu():
+    """CPU seconds of this process's children that have been waited for (the
+    load generators: their CPU over a step is the difference)."""
+    t = os.times()
+    return t.children_user + t.children_system
+
+
 def tcp_passive_opens():
     """Connections accepted by this machine's TCP so far (/proc/net/snmp):
     the difference over a step shows whether clients reconnected."""
@@ -676,6 +691,10 @@ def measure(stack, sampler, load):
       core_pct.<e>  CPU of entity e during the load, % of one core
       rss_mb.<e>    peak resident memory of e during the step (sampled)
       opens         TCP connections accepted during the load (machine-wide)
+      idle_pct      the machine's idle CPU during the load (iowait included),
+                    in % of one core (so 0 to 100 x the number of cores)
+      loadgen_pct   CPU of the load generator (wrk or loadgen) during the
+                    load, % of one core
       hops          see Stack.hops()
 
     Before the load the event tables are vacuumed and a checkpoint is made
@@ -688,9 +707,11 @@ def measure(stack, sampler, load):
     cpu0 = stack.cpu()
     sampler.reset()
     opens0 = tcp_passive_opens()
+    ticks0, gen0 = machine_ticks(), children_cpu()
     t0 = time.time()
     r = load()
     t1 = time.time()
+    ticks1, gen1 = machine_ticks(), children_cpu()
     opens = tcp_passive_opens() - opens0
     cpu1 = stack.cpu()
     c1 = stack.counters(t0)
@@ -723,6 +744,8 @@ def measure(stack, sampler, load):
         "drain_s": drain, "delivered": len(lat), "dead": c1["dead"], "opens": opens,
         "e2e_p50": _ms(pct(lat, 0.5)), "e2e_p99": _ms(pct(lat, 0.99)), "e2e_p999": _ms(pct(lat, 0.999)),
         "hops": stack.hops(t0, t1),
+        "idle_pct": 100.0 * (os.cpu_count() or 1) * (ticks1[0] - ticks0[0]) / max(ticks1[1] - ticks0[1], 1),
+        "loadgen_pct": (gen1 - gen0) * 100 / max(t1 - t0, 1e-9),
     })
     peak = sampler.peak()
     for e in ENTITIES:
