@@ -8,7 +8,7 @@ import subprocess
 import unittest
 import uuid
 
-from harness import Cluster, bin_path, make_workspace, scaled, wait_until
+from harness import Cluster, bin_path, make_workspace, scan_counts, scaled, wait_until
 from worker_helpers import add_agent, start_worker
 
 db = None
@@ -24,11 +24,12 @@ def tearDownModule():
         db.stop()
 
 
-def old_event(ws, status, age_days, processed_days=None):
+def old_event(ws, status, age_days, processed_days=None, cluster=None):
     """An inbox row received age_days ago, in status, processed (or dead)
-    processed_days (default age_days) ago; returns its id."""
+    processed_days (default age_days) ago; returns its id. In cluster, by
+    default the module's."""
     processed = None if status == "pending" else (processed_days if processed_days is not None else age_days)
-    return db.value(
+    return (cluster or db).value(
         "insert into infonchat.event_inbox(workspace_id, source_kind, event_type, role,"
         " source_identifier, dedupe_key, headers, payload, received_at, status, processed_at,"
         " attempts, last_error)"
@@ -40,18 +41,33 @@ def old_event(ws, status, age_days, processed_days=None):
         5 if status == "dead" else 1, "boom" if status == "dead" else None)
 
 
-def outbox(ws, event_id, published_days):
+def outbox(ws, event_id, published_days, cluster=None):
     """An outbox row of event_id, published published_days ago (None: not
     published); returns its id."""
-    return db.value(
+    return (cluster or db).value(
         "insert into infonchat.event_outbox(event_id, workspace_id, kind, topic, data, created_at,"
         " published_at) values (%s, %s, 'k', %s, '{}', now() - make_interval(days => 60),"
         " case when %s::int is null then null else now() - make_interval(days => %s::int) end)"
         " returning id", event_id, ws, ws + "/k", published_days, published_days)
 
 
-def exists(table, rid):
-    return db.value("select count(*) from infonchat.%s where id = %%s" % table, rid) == "1"
+def exists(table, rid, cluster=None):
+    return (cluster or db).value("select count(*) from infonchat.%s where id = %%s" % table,
+                                 rid) == "1"
+
+
+def retention_cycle(cluster):
+    """Start a worker with --retention-days 30, wait for the line of its
+    first cycle's end ("retention: deleted"), stop it; return its log."""
+    w = start_worker(cluster, ["--retention-days", "30"])
+    try:
+        wait_until(lambda: "retention: deleted" in w.stderr_text(), timeout=20,
+                   message="no retention line\n" + w.stderr_text())
+    finally:
+        code = w.stop()
+    if code != 0:
+        raise AssertionError("inbox-worker exited %d\n%s" % (code, w.stderr_text()))
+    return w.stderr_text()
 
 
 class RetentionTest(unittest.TestCase):
@@ -79,13 +95,7 @@ class RetentionTest(unittest.TestCase):
             " now() - interval '35 days', 'processed', now() - interval '35 days'"
             " from generate_series(1, 2500) g", ws)
 
-        w = start_worker(db, ["--retention-days", "30"])
-        try:
-            wait_until(lambda: "retention: deleted" in w.stderr_text(), timeout=20,
-                       message="no retention line\n" + w.stderr_text())
-        finally:
-            self.assertEqual(w.stop(), 0, w.stderr_text())
-        log = w.stderr_text()
+        log = retention_cycle(db)
         self.assertIn("retention_days=30", log)
         self.assertRegex(log, r'msg="retention: deleted" days=30 inbox=2501 outbox=1\b')
         self.assertFalse(exists("event_inbox", gone))
@@ -155,44 +165,21 @@ class RetentionPlans(unittest.TestCase):
                 " created_at, published_at)"
                 " select id, %s, 'k', %s, '{}', now() - interval '1 day', now() - interval '1 day'"
                 " from e", ws, ws, ws + "/k", timeout=120)
-            gone = fresh.value(
-                "insert into infonchat.event_inbox(workspace_id, source_kind, event_type, role,"
-                " source_identifier, dedupe_key, payload, received_at, status, processed_at)"
-                " values (%s, 'webhook.old', 'x', 'webhook.old.x', 'g', 'g', '{}',"
-                " now() - interval '40 days', 'processed', now() - interval '40 days')"
-                " returning id", ws)
-            replayed = fresh.value(
-                "insert into infonchat.event_inbox(workspace_id, source_kind, event_type, role,"
-                " source_identifier, dedupe_key, payload, received_at, status, processed_at)"
-                " values (%s, 'webhook.old', 'x', 'webhook.old.x', 'r', 'r', '{}',"
-                " now() - interval '40 days', 'processed', now() - interval '2 days')"
-                " returning id", ws)
-            outs = {}
-            for name, days in (("old", 40), ("new", 2)):
-                outs[name] = fresh.value(
-                    "insert into infonchat.event_outbox(event_id, workspace_id, kind, topic, data,"
-                    " created_at, published_at) values (%s, %s, 'k', %s, '{}',"
-                    " now() - make_interval(days => %s), now() - make_interval(days => %s))"
-                    " returning id", replayed, ws, ws + "/k", days, days)
+            gone = old_event(ws, "processed", 40, cluster=fresh)
+            replayed = old_event(ws, "processed", 40, processed_days=2, cluster=fresh)
+            replayed_old_out = outbox(ws, replayed, 40, cluster=fresh)
+            replayed_new_out = outbox(ws, replayed, 2, cluster=fresh)
             before = self.seq_reads(fresh)
-            w = start_worker(fresh, ["--retention-days", "30"])
-            try:
-                wait_until(lambda: "retention: deleted" in w.stderr_text(), timeout=20,
-                           message="no retention line\n" + w.stderr_text())
-            finally:
-                self.assertEqual(w.stop(), 0, w.stderr_text())
-            self.assertRegex(w.stderr_text(), r'msg="retention: deleted" days=30 inbox=1 outbox=1\b')
+            log = retention_cycle(fresh)
+            self.assertRegex(log, r'msg="retention: deleted" days=30 inbox=1 outbox=1\b')
             # a backend's counters reach the statistics when it exits
             wait_until(lambda: fresh.value(
                 "select count(*) from pg_stat_activity where application_name like 'inbox-worker%%'")
                 == "0", timeout=scaled(10), message="the worker's backends did not exit")
             after = self.seq_reads(fresh)
-            self.assertEqual(fresh.value("select count(*) from infonchat.event_inbox where id = %s",
-                                         gone), "0")
-            self.assertEqual(fresh.value("select count(*) from infonchat.event_outbox where id = %s",
-                                         outs["old"]), "0")
-            self.assertEqual(fresh.value("select count(*) from infonchat.event_outbox where id = %s",
-                                         outs["new"]), "1")
+            self.assertFalse(exists("event_inbox", gone, fresh))
+            self.assertFalse(exists("event_outbox", replayed_old_out, fresh))
+            self.assertTrue(exists("event_outbox", replayed_new_out, fresh))
             self.assertEqual(fresh.value("select count(*) from infonchat.event_outbox"), "20001")
         finally:
             fresh.stop()
@@ -202,9 +189,8 @@ class RetentionPlans(unittest.TestCase):
 
     @staticmethod
     def seq_reads(cluster):
-        return {t: int(n) for t, n in cluster.query(
-            "select relname, coalesce(seq_tup_read, 0) from pg_stat_user_tables"
-            " where schemaname = 'infonchat' and relname in ('event_inbox', 'event_outbox')")}
+        return {t: scan_counts(cluster, "infonchat." + t, t + "_pkey")["seq_read"]
+                for t in ("event_inbox", "event_outbox")}
 
 
 if __name__ == "__main__":
