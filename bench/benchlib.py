@@ -14,6 +14,8 @@ The pieces, each with its contract:
                of an HTTP front that does nothing).
   run_wrk, run_loadgen      the two load generators, parsed.
   pg_ceiling   PostgreSQL's own batched insert rate for the same rows.
+  route_ceiling  PostgreSQL's own rate for the contract's writes per event
+               (stored, routed, published), in batches.
   measure      one step: load, then counters, CPU and memory, drain, e2e.
   Results      bench/results/<UTC timestamp>/ and its files.
 
@@ -620,6 +622,89 @@ def run_loadgen(port, rate, secs, conns, close=False, body=BODY_1K):
 # ---------------------------------------------------------------------------
 # PostgreSQL's own ceiling
 
+# The store of one batch: `rows` new events of the 1 KB body with unique
+# dedupe keys in one INSERT, committed (synchronous_commit on).
+STORE_SQL = """insert into infonchat.event_inbox (id, workspace_id, source_kind, event_type, role,
+    source_identifier, dedupe_key, headers, payload)
+select gen_random_uuid(), '%(ws)s', 'webhook.pgbench', 'payment_intent.succeeded',
+    'webhook.pgbench.payment_intent_succeeded', 'pgbench', md5(random()::text || g),
+    '{"host":"127.0.0.1","content-type":"application/json","content-length":"1024","x-webhook-id":"0123456789abcdef"}',
+    '%(payload)s'
+from generate_series(1, %(rows)d) g;
+"""
+
+# What the contract makes of each stored event, in the fewest statements that
+# do it: the route of inbox-worker (claim due pending events, a chat and a
+# queued run per matching agent, the role event and an agent_run.queued
+# message in event_outbox, the event marked processed; one transaction,
+# synchronous commit) and the publish of outbox-relay (claim unpublished
+# messages in seq order, read their envelopes, mark them published;
+# synchronous_commit off, as the relay runs). None of what our stages add:
+# no hints, no agent lock, no replay checks, no results but the envelopes.
+ROUTE_SQL = """with claimed as materialized (
+  select e.* from infonchat.event_inbox e
+  where e.status = 'pending' and e.next_attempt_at <= now()
+  order by e.next_attempt_at limit %(rows)d for update skip locked),
+m as materialized (
+  select c.id, c.workspace_id, c.role, r.agent_id,
+    infonchat.uuid_v7() as chat_id, infonchat.uuid_v7() as run_id
+  from claimed c join infonchat.agent_roles r on r.workspace_id = c.workspace_id
+    and (r.role = c.role or (right(r.role, 1) = '*' and starts_with(c.role, left(r.role, -1))))),
+chats as (insert into infonchat.chats (id, workspace_id, agent_id, event_id, title)
+  select chat_id, workspace_id, agent_id, id, 'pgbench' from m),
+runs as (insert into infonchat.agent_runs (id, workspace_id, agent_id, chat_id, event_id)
+  select run_id, workspace_id, agent_id, chat_id, id from m),
+outbox as (insert into infonchat.event_outbox (id, event_id, workspace_id, kind, topic, data)
+  select infonchat.uuid_v7(), c.id, c.workspace_id, c.role, c.workspace_id || '/' || c.role,
+    infonchat.inbox_envelope(c::infonchat.event_inbox) from claimed c
+  union all
+  select infonchat.uuid_v7(), m.id, m.workspace_id, 'agent_run.queued',
+    m.workspace_id || '/agent_run.queued',
+    infonchat.agent_run_queued_data(m.run_id, m.chat_id, m.agent_id, m.id, m.role) from m)
+update infonchat.event_inbox e set status = 'processed', processed_at = now(), routed_at = now()
+where e.id in (select id from claimed);
+begin;
+set local synchronous_commit = off;
+with c as (select o.id, infonchat.outbox_envelope(o) as env from infonchat.event_outbox o
+  where o.published_at is null order by o.seq limit %(out_rows)d for update skip locked),
+u as (update infonchat.event_outbox o set published_at = now() from c where o.id = c.id)
+select env from c;
+commit;
+"""
+
+
+def pgbench(stack, name, sql, secs, clients):
+    """Run the pgbench script `sql` with `clients` connections for `secs` s
+    against the stack's database (no stage may be up). Returns (scripts per
+    second, PostgreSQL CPU seconds used), or (None, None) when pgbench is
+    missing or failed."""
+    exe = shutil.which("pgbench")
+    if exe is None:
+        return None, None
+    script = os.path.join(tmpdir("pgbench"), name)
+    with open(script, "w") as f:
+        f.write(sql)
+    # PostgreSQL may run as another user (root runs it as postgres); pgbench
+    # reads the script itself, but keep it readable like the rest.
+    os.chmod(os.path.dirname(script), 0o755)
+    os.chmod(script, 0o644)
+    c0 = stack.cpu()["postgres"]
+    p = subprocess.run([exe, "-n", "-f", script, "-c", str(clients), "-j", str(clients),
+                        "-T", str(secs), stack.db.conninfo], stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, text=True)
+    cpu = stack.cpu()["postgres"] - c0
+    tps = next((float(line.split()[2]) for line in p.stdout.splitlines() if line.startswith("tps")), None)
+    if p.returncode != 0 or tps is None:
+        log("pgbench failed:\n" + p.stdout)
+        return None, None
+    return tps, cpu
+
+
+def _store_sql(body, rows):
+    payload = open(body).read().strip().replace("'", "''")
+    return STORE_SQL % {"ws": WS, "payload": payload, "rows": rows}
+
+
 def pg_ceiling(stack, secs, body=BODY_1K, clients=2, rows=64):
     """Rows/s PostgreSQL itself inserts into event_inbox: pgbench, `clients`
     connections (inbox-writer's default), each transaction one INSERT of
@@ -627,37 +712,29 @@ def pg_ceiling(stack, secs, body=BODY_1K, clients=2, rows=64):
     payload, headers, indexes, unique keys and workspace foreign key as ours,
     fsync and synchronous_commit on. Run while no stage is up; the rows are
     removed after. Returns (rows/s, PostgreSQL CPU us per row)."""
-    pgbench = shutil.which("pgbench")
-    if pgbench is None:
-        return None, None
-    payload = open(body).read().strip().replace("'", "''")
-    script = os.path.join(tmpdir("pgbench"), "insert.sql")
-    with open(script, "w") as f:
-        f.write("""insert into infonchat.event_inbox (id, workspace_id, source_kind, event_type, role,
-    source_identifier, dedupe_key, headers, payload)
-select gen_random_uuid(), '%s', 'webhook.pgbench', 'payment_intent.succeeded',
-    'webhook.pgbench.payment_intent_succeeded', 'pgbench', md5(random()::text || g),
-    '{"host":"127.0.0.1","content-type":"application/json","content-length":"1024","x-webhook-id":"0123456789abcdef"}',
-    '%s'
-from generate_series(1, %d) g;
-""" % (WS, payload, rows))
-    os.chmod(os.path.dirname(script), 0o755)
-    os.chmod(script, 0o644)
-    c0 = stack.cpu()["postgres"]
-    p = subprocess.run([pgbench, "-n", "-f", script, "-c", str(clients), "-j", str(clients),
-                        "-T", str(secs), stack.db.conninfo], stdout=subprocess.PIPE,
-                       stderr=subprocess.STDOUT, text=True)
-    cpu = stack.cpu()["postgres"] - c0
-    tps = None
-    for line in p.stdout.splitlines():
-        if line.startswith("tps"):
-            tps = float(line.split()[2])
+    tps, cpu = pgbench(stack, "insert.sql", _store_sql(body, rows), secs, clients)
     if tps is None:
-        log("pgbench failed:\n" + p.stdout)
         return None, None
     done = int(stack.db.value("select count(*) from infonchat.event_inbox where source_kind = 'webhook.pgbench'"))
     stack.truncate()
     return tps * rows, cpu * 1e6 / max(done, 1)
+
+
+def route_ceiling(stack, secs, body=BODY_1K, clients=2, rows=64):
+    """Events/s PostgreSQL itself takes through the whole contract: pgbench,
+    `clients` connections, each script a batch of `rows` events stored
+    (STORE_SQL, committed), routed to the stack's agents and published
+    (ROUTE_SQL), three transactions, with the same tables, indexes, keys and
+    settings as ours. What the full pipeline could reach if our five stages
+    and the load generator cost nothing. Run while no stage is up; the rows
+    are removed after. Returns (events/s, PostgreSQL CPU us per event)."""
+    sql = _store_sql(body, rows) + ROUTE_SQL % {"rows": rows, "out_rows": rows * (1 + stack.agents)}
+    tps, cpu = pgbench(stack, "route.sql", sql, secs, clients)
+    if tps is None:
+        return None, None
+    routed = int(stack.db.value("select count(*) from infonchat.event_inbox where status = 'processed'"))
+    stack.truncate()
+    return tps * rows, cpu * 1e6 / max(routed, 1)
 
 
 # ---------------------------------------------------------------------------
