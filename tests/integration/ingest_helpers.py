@@ -193,9 +193,11 @@ def recv_until(sock, pred, timeout):
     return data
 
 
-def run_cli(name, args, env=None, input=None, timeout=10.0):
+def run_cli(name, args, env=None, input=None, timeout=10.0, stdin=None):
     """Run a project program to completion (no readiness fd); return
-    CompletedProcess with bytes stdout/stderr."""
+    CompletedProcess with bytes stdout/stderr. stdin: an open file to read
+    instead of input (a regular file is all there at once; a pipe is read
+    as it comes)."""
     full_env = dict(os.environ)
     for k, v in (env or {}).items():
         if v is None:
@@ -203,8 +205,9 @@ def run_cli(name, args, env=None, input=None, timeout=10.0):
         else:
             full_env[k] = v
     argv = shlex.split(os.environ.get("INFONCHAT_WRAP", "")) + [bin_path(name)] + list(args)
-    return subprocess.run(argv, input=input, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          env=full_env, timeout=scaled(timeout))
+    more = {"stdin": stdin} if stdin is not None else {"input": input}
+    return subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          env=full_env, timeout=scaled(timeout), **more)
 
 
 def new_key(prefix="k"):

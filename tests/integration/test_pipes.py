@@ -127,10 +127,18 @@ def envelope(ws, payload, key=None, drop=(), **over):
 
 
 class WriterStdin(unittest.TestCase):
-    def import_lines(self, lines, extra=()):
+    def import_lines(self, lines, extra=(), from_file=False):
+        """inbox-writer --in - --out - on lines, given through a pipe or
+        (from_file) a regular file, which it reads a whole batch of at once."""
         data = "".join(ln + "\n" for ln in lines).encode("utf-8")
-        return run_cli("inbox-writer", ["--in", "-", "--out", "-", "--db", db.conninfo] + list(extra),
-                       env=NO_RUN_DIR, input=data, timeout=30)
+        args = ["--in", "-", "--out", "-", "--db", db.conninfo] + list(extra)
+        if not from_file:
+            return run_cli("inbox-writer", args, env=NO_RUN_DIR, input=data, timeout=30)
+        path = os.path.join(tmpdir("import"), "lines.ndjson")
+        with open(path, "wb") as f:
+            f.write(data)
+        with open(path, "rb") as f:
+            return run_cli("inbox-writer", args, env=NO_RUN_DIR, stdin=f, timeout=30)
 
     def test_bulk_import_with_bad_lines(self):
         g1, id1 = envelope(WS, '{"n":12345678901234567890, "x":1.10,"x":2}', key=new_key())
@@ -187,6 +195,42 @@ class WriterStdin(unittest.TestCase):
         self.assertIsNone(inbox_row(db, did))
         self.assertEqual(inbox_row(db, fid)["payload"], '{"first":true}')
         self.assertEqual(db.value("select count(*) from infonchat.event_inbox where dedupe_key = %s", key), "1")
+
+    def test_big_batch_mixing_new_and_stored_keys(self):
+        """One batch of 406 lines: 300 new events and, among them, 100 whose
+        dedupe keys an earlier import stored (other ids) and 6 that repeat
+        the key of a new event before them. The insert returns the new ids
+        in its own order (by key); each must be matched to its own line, and
+        each repeat to the first line with its key, so exactly the 300 new
+        lines are stored and passed on."""
+        stored = [envelope(WS, '{"old":%d}' % i, key=new_key("old%d" % i)) for i in range(100)]
+        p = self.import_lines([ln for ln, _ in stored])
+        self.assertEqual(p.returncode, 0, p.stderr.decode())
+        new = [envelope(WS, '{"new":%d}' % i, key=new_key("new%d" % i)) for i in range(300)]
+        dups = [envelope(WS, '{"again":%d}' % i, key=json.loads(ln)["dedupe_key"])
+                for i, (ln, _) in enumerate(stored)]
+        repeats = [(envelope(WS, '{"repeat":%d}' % i, key=json.loads(new[i][0])["dedupe_key"]), new[i][1])
+                   for i in range(0, 300, 50)]
+        lines = []
+        for i, (ln, _) in enumerate(new):
+            lines.append(ln)
+            if i % 3 == 2:
+                lines.append(dups[i // 3][0])
+            if i % 50 == 7:
+                lines.append(repeats[i // 50][0][0])
+        p = self.import_lines(lines, extra=["--batch-max", "1000", "--log-level", "debug"], from_file=True)
+        err = p.stderr.decode()
+        self.assertEqual(p.returncode, 0, err[-2000:])
+        batches = [ln for ln in err.splitlines() if 'msg="batch committed"' in ln]
+        self.assertEqual(len(batches), 1, batches)
+        self.assertIn("rows=406", batches[0])
+        self.assertEqual(p.stdout.decode().split("\n")[:-1], [ln for ln, _ in new])
+        for _, did in dups + [r[0] for r in repeats]:
+            self.assertIsNone(inbox_row(db, did))
+        logged = dict(re.findall(r'msg="event duplicate" id=(\S+) original=(\S+)', err))
+        expect = {did: oid for (_, did), (_, oid) in zip(dups, stored)}
+        expect.update({rid: first for (_, rid), first in repeats})
+        self.assertEqual(logged, expect)
 
     def test_large_envelopes_make_small_batches(self):
         # 30 envelopes of ~600 KB: a batch stops at 4 MiB, so 7 or 8 a batch
