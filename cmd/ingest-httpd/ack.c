@@ -29,7 +29,9 @@ struct ack {
 	struct event *ev_sock, *ev_tick, *ev_flush, *ev_peers;
 	struct zpeers peers;      /* the writer's connection, from monitor events */
 	struct buf outq;          /* submitted, not yet sent: [slot][gen][len][envelope]... */
+	size_t outq_n;            /* envelopes in outq */
 	int flush_armed;
+	int flushing;             /* on_flush() is running */
 	uint64_t timeout_ns;
 	ack_fn fn;
 	void *arg;
@@ -40,6 +42,7 @@ struct ack {
 };
 
 #define NIL 0xfffffffeu
+#define FLUSH_EVERY 16
 
 static void
 fifo_unlink(struct ack *a, uint32_t i)
@@ -195,6 +198,7 @@ on_flush(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	a->flush_armed = 0;
+	a->flushing = 1;
 	while (off + 12 <= a->outq.len) {
 		uint32_t slot, gen, len;
 
@@ -209,6 +213,8 @@ on_flush(evutil_socket_t fd, short what, void *arg)
 		off += len;
 	}
 	buf_reset(&a->outq);
+	a->outq_n = 0;
+	a->flushing = 0;
 	/* A send can swallow the edge of ZMQ_FD: look for replies soon. */
 	event_active(a->ev_sock, EV_READ, 0);
 }
@@ -360,10 +366,7 @@ ack_submit(struct ack *a, const char *line, size_t len, void *ctx)
 		errno = ENOMEM;
 		return -1;
 	}
-	if (!a->flush_armed) {
-		a->flush_armed = 1;
-		event_active(a->ev_flush, EV_WRITE, 0);
-	}
+	a->outq_n++;
 	a->free_head = s->next;
 	s->ctx = ctx;
 	s->deadline_ns = http_now_ns() + a->timeout_ns;
@@ -375,7 +378,27 @@ ack_submit(struct ack *a, const char *line, size_t len, void *ctx)
 		a->head = i;
 	a->tail = i;
 	a->npending++;
+	if (!a->flush_armed) {
+		a->flush_armed = 1;
+		event_active(a->ev_flush, EV_WRITE, 0);
+	}
 	return 0;
+}
+
+/*
+ * A loop turn with hundreds of requests ready takes milliseconds, and the
+ * writer would wait for all of it and then get one burst: its database
+ * connections sat idle meanwhile. So between two connections' reads, once
+ * FLUSH_EVERY envelopes wait they go at once (still one I/O thread wake-up
+ * for many), the rest at the end of the turn. Never from inside a request's
+ * processing: a failed send answers its request, which can take the
+ * connection's next request in.
+ */
+void
+ack_flush_some(struct ack *a)
+{
+	if (a->outq_n >= FLUSH_EVERY && !a->flushing)
+		on_flush(-1, 0, a);
 }
 
 int

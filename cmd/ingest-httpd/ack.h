@@ -42,8 +42,18 @@ struct ack *ack_new(struct event_base *base, void *zctx,
     ack_fn fn, void *arg);
 void ack_free(struct ack *a);
 
-/* Hand an envelope to the writer. Returns 0, or -1 when it cannot be sent now. */
+/*
+ * Hand an envelope to the writer. Returns 0, or -1 when it cannot be sent
+ * now. It goes at the end of the loop turn, or at ack_flush_some().
+ */
 int ack_submit(struct ack *a, const char *line, size_t len, void *ctx);
+
+/*
+ * Send the queued envelopes now if there are enough of them to be worth an
+ * early send. Call only where no request is being processed (it may answer
+ * requests whose send failed).
+ */
+void ack_flush_some(struct ack *a);
 
 /* True when the writer answered a ping within the last 3 seconds. */
 int ack_writer_ready(const struct ack *a);

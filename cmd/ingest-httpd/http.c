@@ -40,6 +40,7 @@ struct http_server {
 	struct evconnlistener *lis;
 	struct http_limits lim;
 	http_fn on_head, on_request;
+	void (*after_read)(void *arg);
 	void *arg;
 	struct http_conn *conns;      /* all open connections */
 	int nconns, nbusy;
@@ -623,6 +624,7 @@ static void
 on_read(struct bufferevent *bev, void *arg)
 {
 	struct http_conn *c = arg;
+	struct http_server *srv = c->srv;     /* conn_process() may free c */
 	struct evbuffer *in = bufferevent_get_input(bev);
 
 	if (c->state == ST_LINGER) {
@@ -639,6 +641,8 @@ on_read(struct bufferevent *bev, void *arg)
 		return;
 	}
 	conn_process(c);
+	if (srv->after_read != NULL)
+		srv->after_read(srv->arg);
 }
 
 static void
@@ -775,6 +779,12 @@ http_server_new(struct event_base *base, const struct http_limits *lim,
 	srv->on_request = on_request;
 	srv->arg = arg;
 	return srv;
+}
+
+void
+http_server_after_read(struct http_server *srv, void (*fn)(void *arg))
+{
+	srv->after_read = fn;
 }
 
 int

@@ -451,6 +451,15 @@ accept_webhook(struct http_request *req, struct ingest *g, const char *ws)
 }
 
 void
+ingest_after_read(void *arg)
+{
+	struct ingest *g = arg;
+
+	if (g->ack != NULL)
+		ack_flush_some(g->ack);
+}
+
+void
 ingest_on_request(struct http_request *req, void *arg)
 {
 	struct ingest *g = arg;

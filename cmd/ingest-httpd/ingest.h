@@ -35,6 +35,8 @@ void ingest_init(struct ingest *g, size_t max_body);
 void ingest_free(struct ingest *g);
 void ingest_on_head(struct http_request *req, void *arg);
 void ingest_on_request(struct http_request *req, void *arg);
+/* http_server_after_read() hook: pass queued envelopes on early. */
+void ingest_after_read(void *arg);
 void ingest_on_ack(void *ctx, enum ack_status st, const char *event_id,
     const char *message, void *arg);
 

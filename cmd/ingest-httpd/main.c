@@ -234,6 +234,7 @@ main(int argc, char **argv)
 		status = EX_OSERR;
 		goto done;
 	}
+	http_server_after_read(g.http, ingest_after_read);
 	if (out.kind == EP_STDIO) {
 		g.out_fd = STDOUT_FILENO;
 		log_warn("debug mode: 202 once written to stdout, NOT durable", "%s", "");

@@ -465,6 +465,47 @@ class Unavailable503(Checks):
         finally:
             h.stop()
 
+    def test_writer_not_running_many_connections_pipelined(self):
+        # 40 connections with 3 pipelined requests each, all ready in one
+        # loop turn (the server is stopped while they are sent). Envelopes
+        # go to ZeroMQ during the turn, 16 at a time between two
+        # connections' reads; every send fails, and each 503 lets its
+        # connection's next request in while other connections are still to
+        # be read. All 120 are answered 503 at once, in order per connection.
+        h = start_httpd(tmpdir("run-alone"), ["--ack-timeout", "20000"])
+        socks = []
+        try:
+            body = b'{"a":1}'
+            one = (b"POST " + webhook_path(WS).encode() + b" HTTP/1.1\r\nHost: x\r\n"
+                   b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+            socks = [socket.create_connection(("127.0.0.1", h.port), timeout=scaled(5)) for _ in range(40)]
+            wait_until(lambda: re.search(rb"^infonchat_http_connections 4[01]$",
+                                         http_request(h.port, "GET", "/metrics")[2], re.M), timeout=10)
+            h.kill(signal.SIGSTOP)
+            try:
+                for s in socks:
+                    s.sendall(one * 3)
+            finally:
+                h.kill(signal.SIGCONT)
+            for i, s in enumerate(socks):
+                s.settimeout(scaled(3))
+                got = b""
+                while got.count(b"HTTP/1.1 ") < 3:
+                    try:
+                        c = s.recv(65536)
+                    except socket.timeout:
+                        break
+                    if not c:
+                        break
+                    got += c
+                self.assertEqual(got.count(b"HTTP/1.1 503 "), 3, (i, got))
+            st, _, _ = http_request(h.port, "GET", "/healthz")
+            self.assertEqual(st, 200)
+        finally:
+            for s in socks:
+                s.close()
+            h.stop()
+
     def test_writer_gone_fails_pending_at_once(self):
         # Requests the writer took but never answered get 503 as soon as its
         # connection drops, not after --ack-timeout (30 s here).
