@@ -68,13 +68,13 @@ struct http_server;
 struct http_server *http_server_new(struct event_base *base,
     const struct http_limits *lim, http_fn on_head, http_fn on_request,
     void *arg);
-/* Listen on "HOST:PORT" ("[::1]:8080" for IPv6). Returns 0, or -1 with errno. */
 /*
  * fn(arg) runs after each read of a connection's input has been processed
  * (no request is being processed then): where work queued by the requests
  * of a long loop turn can be passed on before the turn ends.
  */
 void http_server_after_read(struct http_server *srv, void (*fn)(void *arg));
+/* Listen on "HOST:PORT" ("[::1]:8080" for IPv6). Returns 0, or -1 with errno. */
 int http_server_listen(struct http_server *srv, const char *host_port);
 /* Stop accepting, close idle connections; busy ones close after their reply. */
 void http_server_drain(struct http_server *srv);
