@@ -831,6 +831,7 @@ def measure(stack, sampler, load):
         r["rss_mb." + e] = peak.get(e, 0) / 1024
     r["cpu_us.total"] = sum(r["cpu_us." + e] for e in ENTITIES)
     if r["ok"] > r["rows"] + r["ok"] * 0.001 + 5:
+        r["not_new"] = r["ok"] - r["rows"]
         log("  warning: %d 2xx answers but %d new inbox rows: duplicates counted as accepted?"
             % (r["ok"], r["rows"]))
     if r["delivered"] < r["rows"]:

@@ -37,6 +37,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -65,8 +66,8 @@ static uint64_t *lat;            /* latency of each completed request, ns */
 static uint64_t nlat, ok, non2xx, errors;
 static uint64_t *queue;          /* due times of requests waiting for a connection */
 static uint64_t qhead, qtail, qcap, late;
-static unsigned run_id;
-static unsigned long long req_seq;   /* makes each X-Webhook-Id unique */
+static unsigned long long run_id;   /* random: no two runs share X-Webhook-Ids */
+static unsigned long long req_seq;   /* makes each X-Webhook-Id unique in a run */
 static int close_mode;               /* -k: a new connection per request */
 static uint64_t incomplete;
 static uint64_t t_last;              /* when the last response arrived */
@@ -90,7 +91,7 @@ send_request(struct conn *c, uint64_t due)
 	c->busy = 1;
 	c->due_ns = due;
 	evbuffer_add_printf(out, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
-	    "X-Webhook-Id: lg-%u-%llu\r\n%sContent-Length: %zu\r\n\r\n", path, host, run_id,
+	    "X-Webhook-Id: lg-%016llx-%llu\r\n%sContent-Length: %zu\r\n\r\n", path, host, run_id,
 	    req_seq++, close_mode ? "Connection: close\r\n" : "", body_len);
 	evbuffer_add(out, body, body_len);
 }
@@ -304,7 +305,16 @@ main(int argc, char **argv)
 	conns = calloc((size_t)nconns, sizeof *conns);
 	if (lat == NULL || queue == NULL || conns == NULL)
 		return 70;
-	run_id = (unsigned)getpid() ^ (unsigned)time(NULL);
+	/*
+	 * pid ^ time, as it was, repeated itself between two runs of one make
+	 * bench (both grow by a few between runs): the later run's requests
+	 * were then duplicates of the earlier's, answered 2xx but not new
+	 * events.
+	 */
+	if (getrandom(&run_id, sizeof run_id, 0) != (ssize_t)sizeof run_id) {
+		fprintf(stderr, "loadgen: getrandom: %s\n", strerror(errno));
+		return 70;
+	}
 	{
 		/* epoll's timeout is in milliseconds; a timerfd keeps ticks at 0.5 ms. */
 		struct event_config *cfg = event_config_new();
