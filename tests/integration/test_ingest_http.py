@@ -471,7 +471,7 @@ class Unavailable503(Checks):
         # go to ZeroMQ during the turn, 16 at a time between two
         # connections' reads; every send fails, and each 503 lets its
         # connection's next request in while other connections are still to
-        # be read. All 120 are answered 503 at once, in order per connection.
+        # be read. All 120 are answered 503 at once.
         h = start_httpd(tmpdir("run-alone"), ["--ack-timeout", "20000"])
         socks = []
         try:
