@@ -372,7 +372,7 @@ insert_round(struct store *st, PGconn *conn, struct item *items, const size_t *i
 {
 	int rc = insert_send(conn, items, idx, m, st->cols, st->err, sizeof st->err);
 
-	return rc != 0 ? rc : insert_result(conn, items, idx, m, st->byid, st->err, sizeof st->err);
+	return rc != 0 ? rc : insert_result(conn, items, idx, m, st->sorted, st->err, sizeof st->err);
 }
 
 /* Settle the items of the round that were not inserted. */
@@ -482,25 +482,25 @@ store_free(struct store *st)
 	for (int c = 0; c < NCOLS; c++)
 		buf_free(&st->cols[c]);
 	free(st->idx);
-	free(st->byid);
-	st->idx = st->byid = NULL;
+	free(st->sorted);
+	st->idx = st->sorted = NULL;
 }
 
 int
 store_send(struct store *st, PGconn *conn, struct item *items, size_t n)
 {
 	if (n > st->cap) {
-		size_t *idx = realloc(st->idx, n * sizeof *idx), *byid;
+		size_t *idx = realloc(st->idx, n * sizeof *idx), *sorted;
 		if (idx == NULL)
 			return -1;
 		st->idx = idx;
-		if ((byid = realloc(st->byid, n * sizeof *byid)) == NULL)
+		if ((sorted = realloc(st->sorted, n * sizeof *sorted)) == NULL)
 			return -1;
-		st->byid = byid;
+		st->sorted = sorted;
 		st->cap = n;
 	}
 	st->sent = 0;
-	st->m = select_round(items, n, st->idx, st->byid);
+	st->m = select_round(items, n, st->idx, st->sorted);
 	if (st->m == 0)
 		return 1;
 	if (insert_send(conn, items, st->idx, st->m, st->cols, st->err, sizeof st->err) != 0)
@@ -524,13 +524,13 @@ store_complete(struct store *st, PGconn *conn, struct item *items, size_t n)
 		int rc;
 
 		if (round > 0 || !st->sent) {
-			m = select_round(items, n, st->idx, st->byid);
+			m = select_round(items, n, st->idx, st->sorted);
 			if (m == 0)
 				break;
 			rc = insert_round(st, conn, items, st->idx, m);
 		} else {
 			m = st->m;
-			rc = insert_result(conn, items, st->idx, m, st->byid, st->err, sizeof st->err);
+			rc = insert_result(conn, items, st->idx, m, st->sorted, st->err, sizeof st->err);
 		}
 		st->sent = 0;
 		if (rc < 0) {

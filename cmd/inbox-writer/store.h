@@ -51,7 +51,7 @@ enum store_status { STORE_OK, STORE_RETRY };
 struct store {
 	struct buf cols[STORE_NCOLS];  /* array literals, one per column */
 	size_t *idx;                   /* items of the round, by index */
-	size_t *byid;                  /* scratch: items sorted by id or by key */
+	size_t *sorted;                /* scratch: items sorted by id or by key */
 	size_t cap;
 	size_t m;                      /* items in the round sent */
 	int sent;                      /* a round's insert awaits its result */
