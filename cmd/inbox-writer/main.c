@@ -18,6 +18,7 @@
 
 #include <zmq.h>
 
+#include "clock.h"
 #include "crashpoint.h"
 #include "db.h"
 #include "endpoint.h"
@@ -26,8 +27,10 @@
 #include "log.h"
 #include "stage.h"
 #include "store.h"
+#include "zpeers.h"
 
 #define MAX_LANES 8
+#define HINT_CONNECT_MS 500   /* bulk import: longest wait for the hint socket's peer */
 
 struct config {
 	long long batch_max;
@@ -498,6 +501,32 @@ run_stdin(struct writer *w)
 	return rc;
 }
 
+/*
+ * Wait until sock has a peer, at most ms (or a stop signal). A bulk import
+ * can store its first batches before the connection to inbox-worker is up,
+ * and ZMQ_IMMEDIATE then drops every hint of them: the worker found those
+ * events only at its next sweep. With nobody there the import goes on, without
+ * hints, as before.
+ */
+static void
+wait_for_peer(void *zctx, void *sock, long ms)
+{
+	struct zpeers peers;
+	long long deadline = clock_ms() + ms;
+
+	if (zpeers_watch(&peers, zctx, sock) < 0)
+		return;
+	while (zpeers_update(&peers) >= 0 && peers.count == 0 && !stage_stop &&
+	    clock_ms() < deadline) {
+		zmq_pollitem_t pi = { zpeers_socket(&peers), 0, ZMQ_POLLIN, 0 };
+		if (zmq_poll(&pi, 1, clock_until(deadline, ms)) < 0 && errno != EINTR)
+			break;
+	}
+	if (peers.count == 0)
+		log_warn("no inbox-worker connected yet: hints are dropped until one is", " waited_ms=%ld", ms);
+	zpeers_close(&peers);
+}
+
 /* Refuse a connection that would acknowledge what a crash can lose. */
 static int
 check_durability(PGconn *conn, const char **setting)
@@ -637,6 +666,8 @@ main(int argc, char **argv)
 			status = EX_UNAVAILABLE;
 			goto done;
 		}
+		if (in.kind == EP_STDIO)
+			wait_for_peer(zctx, w.out_sock, HINT_CONNECT_MS);
 	}
 	log_info("ready", " in=%s out=%s batch_max=%lld synchronous_commit=%s",
 	    endpoint_text(&in), endpoint_text(&out), w.cfg.batch_max, setting);
