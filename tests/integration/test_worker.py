@@ -179,6 +179,36 @@ class Routing(unittest.TestCase):
         self.assertEqual(rows, [["t"]])
         db.execute("delete from infonchat.event_inbox where id = %s", eid)
 
+    def test_uuid_v7_layout(self):
+        """infonchat.uuid_v7() (006): RFC 9562 version 7, variant 10, the
+        Unix milliseconds of the call in the first 48 bits, and 74 random
+        bits that all vary (a random() scaled past its 53 bits of precision
+        would leave low bits always 0), none repeated."""
+        rows = db.query("select floor(extract(epoch from clock_timestamp()) * 1000)::bigint,"
+                        " array(select infonchat.uuid_v7()::text from generate_series(1, 4000)),"
+                        " floor(extract(epoch from clock_timestamp()) * 1000)::bigint")
+        t0, ids, t1 = int(rows[0][0]), rows[0][1].strip("{}").split(","), int(rows[0][2])
+        self.assertEqual(len(ids), 4000)
+        self.assertEqual(len(set(ids)), 4000)
+        seen_one = seen_zero = 0
+        for u in ids:
+            self.assertRegex(u, UUID_RE)
+            v = uuid.UUID(u).int
+            self.assertEqual(v >> 76 & 0xF, 7, u)             # version
+            self.assertEqual(v >> 62 & 0x3, 2, u)             # variant 10
+            self.assertTrue(t0 <= v >> 80 <= t1, (u, t0, t1))  # milliseconds of the call
+            rand = (v >> 64 & 0xFFF) << 62 | (v & (1 << 62) - 1)
+            seen_one |= rand
+            seen_zero |= ~rand
+        every = (1 << 74) - 1
+        self.assertEqual(seen_one & every, every, "a random bit was always 0")
+        self.assertEqual(seen_zero & every, every, "a random bit was always 1")
+        # ids of calls a millisecond or more apart sort in call order
+        a = db.value("select infonchat.uuid_v7()")
+        time.sleep(0.003)
+        b = db.value("select infonchat.uuid_v7()")
+        self.assertLess(a, b)
+
     def test_role_change_applies(self):
         """agent_roles is read by every batch: a role added now routes the
         next event (the contract allows one second)."""
