@@ -112,6 +112,7 @@ struct worker {
 	struct hintq q;           /* hints waiting for a lane */
 	struct buf arena;         /* envelope parser scratch */
 	struct emitter em;
+	enum route_envelopes envelopes;   /* which a batch returns, for --out */
 	struct retention ret;     /* service mode only */
 	unsigned long long events, routed, runs, retried, dead, hints, bad_hints;
 	size_t missing;           /* --in - / --replay: requested events not in the database */
@@ -125,7 +126,7 @@ slot_connect(struct worker *w, struct slot *s)
 	if (s->lane.conn != NULL)
 		return 0;
 	s->lane.conn = db_connect_retry(w->conninfo, "inbox-worker", &stage_stop,
-	    route_prepare, NULL);
+	    route_prepare, &w->envelopes);
 	return s->lane.conn != NULL ? 0 : -1;
 }
 
@@ -203,12 +204,12 @@ struct sweep {
 };
 
 /*
- * Batches are sized by bytes as well as by count: a batch's result and its
- * hints hold every envelope it made, and each carries its event's payload,
- * so 500 events of 256 KB were over 100 MB at once. After each batch the
- * next one is sized for about BATCH_BYTES of envelopes, never more events
- * than --batch-max (1 KB payloads stay at --batch-max). The first batch,
- * of sizes unknown, takes at most BATCH_FIRST.
+ * Batches are sized by bytes as well as by count: a batch's outbox rows
+ * (and, on standard output, its result and hints) carry every event's
+ * payload, so 500 events of 256 KB were over 100 MB at once. After each
+ * batch the next one is sized for about BATCH_BYTES of outbox data, never
+ * more events than --batch-max (1 KB payloads stay at --batch-max). The
+ * first batch, of sizes unknown, takes at most BATCH_FIRST.
  */
 #define BATCH_BYTES (2u << 20)
 #define BATCH_FIRST 16
@@ -218,16 +219,16 @@ fit_batch(struct worker *w, const struct lane *l)
 {
 	size_t per, n;
 
-	if (l->out.events == 0 || l->out.envs.len == 0)
+	if (l->out.events == 0 || l->out.bytes == 0)
 		return;
-	per = l->out.envs.len / l->out.events;
+	per = l->out.bytes / l->out.events;
 	n = per > 0 ? BATCH_BYTES / per : (size_t)w->batch_cap;
 	if (n < 1)
 		n = 1;
 	if (n > (size_t)w->batch_cap)
 		n = (size_t)w->batch_cap;
 	log_debug("batch done", " events=%zu bytes=%zu next_batch_max=%zu", l->out.events,
-	    l->out.envs.len, n);
+	    l->out.bytes, n);
 	w->cfg.route.batch_max = (long long)n;
 }
 
@@ -618,6 +619,7 @@ main(int argc, char **argv)
 		return EX_OSERR;
 
 	w.conninfo = st.db;
+	w.envelopes = out.kind == EP_STDIO ? ENVELOPES_ALL : ENVELOPES_LAST;
 	w.batch_cap = w.cfg.route.batch_max;
 	if (w.cfg.route.batch_max > BATCH_FIRST && in.kind != EP_STDIO && !w.cfg.replay.on)
 		w.cfg.route.batch_max = BATCH_FIRST;

@@ -41,10 +41,18 @@ struct hint {
 
 enum lane_kind { LANE_IDS, LANE_SWEEP };
 
+/*
+ * Which outbox envelopes a batch returns (route_prepare's argument):
+ * every one (standard output), or only the last one of each batch (a
+ * ZeroMQ --out, where they are hints). NULL means every one.
+ */
+enum route_envelopes { ENVELOPES_ALL, ENVELOPES_LAST };
+
 /* What a finished batch did; the caller emits envs once it has returned. */
 struct outcome {
 	struct buf envs;          /* committed outbox envelopes, each ending in "\n" */
 	size_t nenvs;
+	size_t bytes;             /* the data of every outbox row it made */
 	size_t events;            /* claimed */
 	size_t routed, runs, retried, dead;
 };
@@ -73,7 +81,10 @@ enum lane_status {
 void lane_init(struct lane *l);
 void lane_free(struct lane *l);
 
-/* Prepare the statements on a fresh connection (db_connect_retry setup hook). */
+/*
+ * Prepare the statements on a fresh connection (db_connect_retry setup
+ * hook); arg points to an enum route_envelopes.
+ */
 int route_prepare(PGconn *conn, void *arg);
 
 /*

@@ -635,3 +635,97 @@ def raw_http(port, data, read_timeout=2.0, host="127.0.0.1", half_close=False, c
         return b"".join(chunks)
     finally:
         s.close()
+
+
+class ZmtpPull:
+    """A ZeroMQ PULL socket bound on ipc://path, in plain Python: the ZMTP 3.0
+    wire protocol with the NULL mechanism (what libzmq speaks on ipc:// by
+    default), enough to see exactly what a stage PUSHes. One peer at a time;
+    a background thread accepts it and collects every message, in order, as
+    a list of frames (bytes).
+
+        pull = ZmtpPull(path); ...; pull.wait_peer(); ...; pull.messages()
+    """
+
+    def __init__(self, path):
+        import threading
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(path)
+        self.sock.listen(4)
+        self._lock = threading.Lock()
+        self._msgs = []
+        self._peer = False
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    @property
+    def endpoint(self):
+        return "ipc://" + self.path
+
+    def _recv(self, c, n):
+        out = b""
+        while len(out) < n:
+            chunk = c.recv(n - len(out))
+            if not chunk:
+                raise EOFError
+            out += chunk
+        return out
+
+    def _frame(self, c):
+        flags = self._recv(c, 1)[0]
+        size = int.from_bytes(self._recv(c, 8 if flags & 0x02 else 1), "big")
+        return flags, self._recv(c, size)
+
+    def _run(self):
+        while not self._closed:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            try:
+                # greeting: signature, version 3.0, mechanism NULL, not as-server
+                c.sendall(b"\xff" + b"\x00" * 8 + b"\x7f" + b"\x03\x00"
+                          + b"NULL".ljust(20, b"\x00") + b"\x00" + b"\x00" * 31)
+                greeting = self._recv(c, 64)
+                if greeting[0] != 0xFF or greeting[9] != 0x7F or greeting[12:16] != b"NULL":
+                    raise EOFError
+                ready = b"\x05READY" + b"\x0bSocket-Type" + (4).to_bytes(4, "big") + b"PULL"
+                c.sendall(b"\x04" + bytes([len(ready)]) + ready)
+                flags, _ = self._frame(c)            # the peer's READY
+                if not flags & 0x04:
+                    raise EOFError
+                with self._lock:
+                    self._peer = True
+                parts = []
+                while True:
+                    flags, body = self._frame(c)
+                    if flags & 0x04:
+                        continue                     # a command (PING and the like)
+                    parts.append(body)
+                    if not flags & 0x01:             # no MORE: the message is whole
+                        with self._lock:
+                            self._msgs.append(parts)
+                        parts = []
+            except (EOFError, OSError):
+                pass
+            finally:
+                with self._lock:
+                    self._peer = False
+                c.close()
+
+    def wait_peer(self, timeout=10.0):
+        wait_until(lambda: self._peer, timeout=timeout, message="no peer connected to " + self.path)
+
+    def messages(self):
+        with self._lock:
+            return list(self._msgs)
+
+    def close(self):
+        self._closed = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()

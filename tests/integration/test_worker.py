@@ -12,8 +12,8 @@ import time
 import unittest
 import uuid
 
-from harness import (Cluster, QueryError, Stage, bin_path, make_workspace, scaled, scan_counts,
-                     tmpdir, wait_until)
+from harness import (Cluster, QueryError, Stage, ZmtpPull, bin_path, make_workspace, scaled,
+                     scan_counts, tmpdir, wait_until)
 from worker_helpers import (UUID_RE, add_agent, check_exactly_once, counts, envelope_line,
                             insert_event, insert_events, outbox_rows, pending, per_event_outbox,
                             read_lines, routed_ids, run_worker, start_worker, wait_drained)
@@ -412,6 +412,41 @@ class Intake(unittest.TestCase):
         finally:
             self.assertEqual(w.stop(), 0)
         self.assertRegex(w.stderr_text(), r'msg=stopped .*hints=50 ')
+
+    def test_hints_to_the_relay_one_per_batch(self):
+        """With a ZeroMQ --out (the relay's socket in the run dir), each
+        committed batch sends one hint, the envelope of its last outbox row
+        exactly as outbox_envelope() makes it, not one per row: the relay
+        reads its rows from the table. A batch's rows share created_at, the
+        time of its transaction."""
+        ws = make_workspace(db)
+        add_agent(db, ws, "webhook.*")
+        rd = tmpdir("run")
+        pull = ZmtpPull(os.path.join(rd, "outbox-relay.sock"))
+        try:
+            w = start_worker(db, ["--sweep-interval", "3600000"], run_dir=rd)
+            try:
+                pull.wait_peer()
+                writer_import(db, rd, ws, 300, "last-" + uuid.uuid4().hex)
+                wait_drained(db, ws, timeout=30)
+                batches = db.query(
+                    "select infonchat.outbox_envelope(o) from infonchat.event_outbox o"
+                    " where o.seq in (select max(seq) from infonchat.event_outbox"
+                    "  where workspace_id = %s group by created_at)", ws)
+                wait_until(lambda: len(pull.messages()) >= len(batches), timeout=10,
+                           message="hints missing")
+            finally:
+                self.assertEqual(w.stop(), 0)
+            time.sleep(0.2)
+            msgs = pull.messages()
+        finally:
+            pull.close()
+        rows = int(db.value("select count(*) from infonchat.event_outbox where workspace_id = %s", ws))
+        self.assertEqual(rows, 600)
+        self.assertTrue(1 < len(batches) < 300, len(batches))
+        self.assertTrue(all(len(m) == 1 for m in msgs), "a hint of more than one frame")
+        self.assertEqual(sorted(m[0].decode() for m in msgs), sorted(b[0] for b in batches))
+        self.assertRegex(w.stderr_text(), r'msg=stopped .* sent=%d dropped=0' % len(batches))
 
     def test_backlog_built_while_down(self):
         """inbox-writer stores 3000 events with no worker; the worker started
