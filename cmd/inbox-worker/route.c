@@ -162,18 +162,14 @@
 	"case when o.seq = (select max(x.seq) from outbox x)" \
 	" then infonchat.outbox_envelope(o.orow) end"
 
-static const char route_ids_all_sql[] =
-    "with claimed as materialized (" CLAIM_IDS(CLAIMED_COLS) "),"
-    ROUTE_TAIL(ENV_ALL_RET, ENV_ALL_OUT);
-static const char route_sweep_all_sql[] =
-    "with claimed as materialized (" CLAIM_SWEEP(CLAIMED_COLS) "),"
-    ROUTE_TAIL(ENV_ALL_RET, ENV_ALL_OUT);
-static const char route_ids_last_sql[] =
-    "with claimed as materialized (" CLAIM_IDS(CLAIMED_COLS) "),"
-    ROUTE_TAIL(ENV_LAST_RET, ENV_LAST_OUT);
-static const char route_sweep_last_sql[] =
-    "with claimed as materialized (" CLAIM_SWEEP(CLAIMED_COLS) "),"
-    ROUTE_TAIL(ENV_LAST_RET, ENV_LAST_OUT);
+/* A route statement: CLAIM (CLAIM_IDS or CLAIM_SWEEP), then the tail, with ENV's envelopes. */
+#define ROUTE_SQL(CLAIM, ENV) \
+	"with claimed as materialized (" CLAIM(CLAIMED_COLS) ")," ROUTE_TAIL(ENV##_RET, ENV##_OUT)
+
+static const char route_ids_all_sql[] = ROUTE_SQL(CLAIM_IDS, ENV_ALL);
+static const char route_sweep_all_sql[] = ROUTE_SQL(CLAIM_SWEEP, ENV_ALL);
+static const char route_ids_last_sql[] = ROUTE_SQL(CLAIM_IDS, ENV_LAST);
+static const char route_sweep_last_sql[] = ROUTE_SQL(CLAIM_SWEEP, ENV_LAST);
 
 /* The same claims without routing, for the row-by-row retry of a failed batch. */
 static const char claim_ids_sql[] = CLAIM_IDS("e.id, e.workspace_id");

@@ -50,6 +50,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
 
@@ -648,7 +649,6 @@ class ZmtpPull:
     """
 
     def __init__(self, path):
-        import threading
         self.path = path
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.bind(path)
