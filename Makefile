@@ -135,10 +135,11 @@ bench-tools: $(BUILD)/bench/loadgen
 # The end-to-end benchmark (bench/run, bench/README.md): its own PostgreSQL,
 # the five stages and an nginx ceiling; wrk closed loop (keep-alive and a new
 # connection per request) and bench/loadgen fixed rates; one table, and
-# bench/results/<UTC>/ with the raw data and a plot. About 6 minutes.
+# bench/results/<UTC>/ with the raw data and a plot. About 9 minutes.
 # Knobs (make variables or environment): BENCH_SECONDS (10 a step),
 # BENCH_CONNS ("16 64 256"), BENCH_RATES ("1000 2500 5000 7500 10000 12500"),
-# BENCH_FIXED_CONNS (64), BENCH_AGENTS (1), BENCH_CLOSE_RATES ("").
+# BENCH_FIXED_CONNS (64), BENCH_AGENTS (1), BENCH_CLOSE_RATES (""),
+# BENCH_INGEST_CONNS ("64 256 1024"); a list set empty skips its steps.
 bench: deps all bench-tools
 	@bench/run
 

@@ -73,9 +73,11 @@ def env_int(name, default):
 
 
 def env_list(name, default):
-    """A space- or comma-separated list of ints from the environment."""
-    v = os.environ.get(name, "").replace(",", " ").split()
-    return [int(x) for x in v] if v else list(default)
+    """A space- or comma-separated list of ints from the environment; unset
+    means default, set but empty means none (those steps are skipped)."""
+    if name not in os.environ:
+        return list(default)
+    return [int(x) for x in os.environ[name].replace(",", " ").split()]
 
 
 def log(msg):

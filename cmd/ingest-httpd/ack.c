@@ -35,8 +35,8 @@ struct ack {
 	uint64_t timeout_ns;
 	ack_fn fn;
 	void *arg;
-	struct slot *slots;
-	uint32_t nslots, free_head, head, tail;
+	struct slot *slots;       /* grown on demand up to max_slots */
+	uint32_t nslots, max_slots, free_head, head, tail;
 	size_t npending;
 	uint64_t last_pong_ns, last_ping_ns;
 };
@@ -270,12 +270,51 @@ on_tick(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/*
+ * More pending slots: 256 at first, then twice as many, up to --max-pending.
+ * Slots are named by index (the token the writer echoes), so moving the
+ * array is safe. Allocating all 65,536 of the default at start was 2 MB of
+ * every ingest-httpd, for a figure that in practice stays near the number
+ * of connections. Returns 0, or -1 with errno EAGAIN (full) or ENOMEM.
+ */
+static int
+slots_grow(struct ack *a)
+{
+	uint32_t n = a->nslots ? a->nslots * 2 : 256;
+	struct slot *s;
+
+	if (a->nslots >= a->max_slots) {
+		errno = EAGAIN;
+		return -1;
+	}
+	if (n > a->max_slots)
+		n = a->max_slots;
+	s = realloc(a->slots, (size_t)n * sizeof *s);
+	if (s == NULL) {
+		errno = ENOMEM;
+		return -1;
+	}
+	memset(s + a->nslots, 0, (size_t)(n - a->nslots) * sizeof *s);
+	for (uint32_t i = a->nslots; i < n; i++)
+		s[i].next = i + 1 < n ? i + 1 : a->free_head;
+	a->free_head = a->nslots;
+	a->slots = s;
+	a->nslots = n;
+	return 0;
+}
+
 struct ack *
 ack_new(struct event_base *base, void *zctx, const struct endpoint *ep,
     int timeout_ms, size_t max_pending, ack_fn fn, void *arg)
 {
 	struct ack *a = calloc(1, sizeof *a);
-	int fd, pfd, one = 1, hwm = (int)max_pending, ivl = 100, ivl_max = 1000;
+	/*
+	 * The slot table bounds what is in flight; the socket must not refuse
+	 * before it. ZeroMQ learns that its peer has read in steps of half its
+	 * mark, so a mark of exactly max_pending refused sends (503) with fewer
+	 * than max_pending waiting while the writer was busy: twice is room.
+	 */
+	int fd, pfd, one = 1, hwm = (int)(2 * max_pending), ivl = 100, ivl_max = 1000;
 	size_t fdlen = sizeof fd;
 	struct timeval tick = { 0, TICK_MS * 1000 };
 
@@ -286,14 +325,10 @@ ack_new(struct event_base *base, void *zctx, const struct endpoint *ep,
 	a->fn = fn;
 	a->arg = arg;
 	a->timeout_ns = (uint64_t)timeout_ms * 1000000u;
-	a->nslots = (uint32_t)max_pending;
-	a->slots = calloc(a->nslots, sizeof *a->slots);
-	a->head = a->tail = NIL;
-	if (a->slots == NULL)
+	a->max_slots = (uint32_t)max_pending;
+	a->head = a->tail = a->free_head = NIL;
+	if (slots_grow(a) < 0)
 		goto fail;
-	for (uint32_t i = 0; i < a->nslots; i++)
-		a->slots[i].next = i + 1 < a->nslots ? i + 1 : NIL;
-	a->free_head = 0;
 	a->sock = zsock_new(zctx, ZMQ_DEALER, 0);
 	if (a->sock == NULL ||
 	    zmq_setsockopt(a->sock, ZMQ_IMMEDIATE, &one, sizeof one) < 0 ||
@@ -350,9 +385,14 @@ ack_submit(struct ack *a, const char *line, size_t len, void *ctx)
 	size_t mark;
 	struct slot *s;
 
-	if (i == NIL || len > UINT32_MAX) {
-		errno = EAGAIN;
+	if (len > UINT32_MAX) {
+		errno = EMSGSIZE;
 		return -1;
+	}
+	if (i == NIL) {
+		if (slots_grow(a) < 0)
+			return -1;
+		i = a->free_head;
 	}
 	s = &a->slots[i];
 	mark = a->outq.len;

@@ -55,6 +55,8 @@ struct http_conn {
 	enum conn_state state;
 	struct http_request req;
 	struct buf head;              /* the current request's head bytes */
+	struct header *hdrs;          /* req.headers: grown on demand, kept */
+	size_t hdrs_cap;
 	struct buf body;
 	long long remaining;          /* body or chunk bytes still to read */
 	int keep_alive;
@@ -125,6 +127,7 @@ request_reset(struct http_conn *c)
 {
 	memset(&c->req, 0, sizeof c->req);
 	c->req.conn = c;
+	c->req.headers = c->hdrs;
 	c->req.content_length = -1;
 	c->req.body = "";
 	buf_reset(&c->head);
@@ -242,6 +245,14 @@ http_reply(struct http_request *req, int status, const char *content_type,
 }
 
 void
+http_request_drop_body(struct http_request *req)
+{
+	buf_free(&req->conn->body);
+	req->body = "";
+	req->body_len = 0;
+}
+
+void
 http_reply_error(struct http_request *req, int status, const char *code,
     const char *message, const char *extra_headers)
 {
@@ -304,6 +315,28 @@ token_list_has(const char *v, size_t n, const char *tok)
  * Parse the head in c->head (ends in CRLFCRLF). Returns 0, or -1 after
  * answering with the error.
  */
+/*
+ * Room for one more header field. The array starts small and doubles up to
+ * --max-headers: a fixed array of the most allowed (256) was 8 KB of every
+ * connection, cleared on every request, for the dozen fields a sender uses.
+ */
+static int
+headers_grow(struct http_conn *c)
+{
+	size_t max = c->srv->lim.max_headers;
+	size_t cap = c->hdrs_cap ? c->hdrs_cap * 2 : 16;
+	struct header *h;
+
+	if (cap > max)
+		cap = max;
+	h = realloc(c->hdrs, cap * sizeof *h);
+	if (h == NULL)
+		return -1;
+	c->hdrs = c->req.headers = h;
+	c->hdrs_cap = cap;
+	return 0;
+}
+
 static int
 parse_head(struct http_conn *c)
 {
@@ -390,6 +423,8 @@ parse_head(struct http_conn *c)
 		}
 		if (r->nheaders >= c->srv->lim.max_headers)
 			return conn_error(c, 431, "headers_too_large", "too many header fields"), -1;
+		if (r->nheaders == c->hdrs_cap && headers_grow(c) < 0)
+			return conn_error(c, 503, "overloaded", "out of memory"), -1;
 		h = &r->headers[r->nheaders++];
 		h->name = p;
 		h->name_len = (size_t)(colon - p);
@@ -709,6 +744,7 @@ conn_free(struct http_conn *c)
 	bufferevent_free(c->bev);
 	buf_free(&c->head);
 	buf_free(&c->body);
+	free(c->hdrs);
 	free(c);
 	if (srv->paused && !srv->draining && srv->nconns < srv->lim.max_conns) {
 		evconnlistener_enable(srv->lis);

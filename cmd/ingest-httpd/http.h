@@ -44,7 +44,7 @@ struct http_request {
 	const char *query;        /* raw text after '?', or NULL */
 	size_t query_len;
 	int minor;                /* HTTP/1.minor */
-	struct header headers[HTTP_MAX_HEADERS_LIMIT];
+	struct header *headers;   /* nheaders of them */
 	size_t nheaders;
 	long long content_length; /* -1 when absent */
 	int chunked;
@@ -82,6 +82,14 @@ void http_server_drain(struct http_server *srv);
 int http_server_connections(const struct http_server *srv);
 int http_server_busy(const struct http_server *srv);
 void http_server_free(struct http_server *srv);
+
+/*
+ * The application is done with req->body (it has copied what it needs):
+ * release its memory now rather than when the reply is sent, so requests
+ * that wait long (for inbox-writer) hold only their head. req->body becomes
+ * the empty string.
+ */
+void http_request_drop_body(struct http_request *req);
 
 /*
  * Answer req: status, Content-Type, extra header lines (each ending in

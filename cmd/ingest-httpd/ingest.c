@@ -439,11 +439,15 @@ accept_webhook(struct http_request *req, struct ingest *g, const char *ws)
 	}
 	memcpy(p->id, e.id, sizeof p->id);
 	memcpy(p->workspace_id, ws, sizeof p->workspace_id);
-	req->body = NULL;     /* not needed any more */
+	http_request_drop_body(req);    /* in the envelope now */
 	/* The request keeps p until the writer answers. */
 	if (ack_submit(g->ack, g->line.p, g->line.len, req) < 0) {
 		free(p);
-		fail(req, 503, "unavailable", "inbox-writer is not reachable", "Retry-After: 1\r\n");
+		if (errno == EAGAIN)
+			fail(req, 503, "unavailable", "--max-pending requests already wait for inbox-writer",
+			    "Retry-After: 1\r\n");
+		else
+			fail(req, 503, "overloaded", "out of memory", "Retry-After: 1\r\n");
 		return;
 	}
 	req->user = p;

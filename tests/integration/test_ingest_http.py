@@ -1,6 +1,6 @@
 """ingest-httpd's HTTP API (DESIGN.md "HTTP API"), against a real
 inbox-writer and PostgreSQL: every status code that exists now (202 true and
-false, 400, 404, 405, 411, 413, 503), the order of the checks ("cheapest
+false, 400, 404, 405, 411, 413, 431, 503), the order of the checks ("cheapest
 first"), the health endpoints and /metrics.  Signatures (401) and rate
 limits (429) belong to a later issue."""
 
@@ -543,6 +543,51 @@ class Unavailable503(Checks):
         finally:
             p.stop()
 
+    def test_max_pending(self):
+        """--max-pending 300: the 300 waiting requests fill the table of
+        waiting requests (grown past its first 256 on the way), the 301st is
+        answered 503 at once and stored nowhere, and when the writer resumes
+        the 300 are stored and get their 202."""
+        n = 300
+        p = Pipeline(db, httpd_args=["--max-pending", str(n), "--ack-timeout", "60000"])
+        prefix = new_key("pending")
+        keys = ["%s-%d" % (prefix, i) for i in range(n + 1)]
+        socks = []
+
+        def post(k):
+            return raw_request("POST", webhook_path(WS), [("Content-Length", "2"), ("X-Webhook-Id", k),
+                                                          ("Connection", "close")], b"{}")
+        try:
+            p.writer.kill(signal.SIGSTOP)
+            try:
+                for k in keys[:n]:
+                    s = socket.create_connection(("127.0.0.1", p.port), timeout=scaled(5))
+                    socks.append(s)
+                    s.sendall(post(k))
+                wait_until(lambda: metric_value(metrics(p.port)[2], "infonchat_http_in_flight") == n,
+                           timeout=10, message="%d requests waiting" % n)
+                t0 = time.monotonic()
+                resp = parse_response(raw_http(p.port, post(keys[n]), read_timeout=5))
+                self.assertLess(time.monotonic() - t0, scaled(2))
+                self.assertEqual(len(resp), 1, resp)
+                j = self.assertError(resp[0], 503, "unavailable")
+                self.assertIn("--max-pending", j["message"])
+                self.assertEqual(resp[0][1].get("retry-after"), "1")
+            finally:
+                p.writer.kill(signal.SIGCONT)
+            for s in socks:
+                s.settimeout(scaled(30))
+                raw = recv_until(s, lambda b: len(parse_response(b)) == 1, scaled(30))
+                self.assertAccepted(parse_response(raw)[0])
+            self.assertEqual(db.value("select count(*) from infonchat.event_inbox where workspace_id = %s"
+                                      " and dedupe_key like %s", WS, prefix + "-%"), str(n))
+            self.assertEqual(db.query("select id from infonchat.event_inbox where dedupe_key = %s", keys[n]), [])
+            self.assertEqual(metric_value(metrics(p.port)[2], "infonchat_http_in_flight"), 0)
+        finally:
+            for s in socks:
+                s.close()
+            p.stop()
+
     def test_writer_stopped_ack_timeout(self):
         p = Pipeline(db, httpd_args=["--ack-timeout", "500"])
         try:
@@ -769,6 +814,77 @@ class Framing(Checks):
         self.assertEqual(inbox_row(db, e1)["dedupe_key"], k1)
         self.assertEqual(inbox_row(db, e3)["dedupe_key"], k2)
         self.assertEqual(inbox_row(db, e1)["payload"], '{"n":1}')
+
+
+class HeaderLimits431(Checks):
+    """--max-headers and --max-header-size: at the limit a request is
+    accepted with every field stored, one over it is 431 headers_too_large
+    and stores nothing. The field array grows on demand (16, then doubling
+    up to the limit), so 20 fields cross a growth, and a connection that
+    grew it serves a smaller request next with no field of the first."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.h = start_httpd(P.run_dir, ["--max-headers", "20", "--max-header-size", "2k"])
+        wait_ready(cls.h.port)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.h.stop()
+
+    def fields(self, n, key, body, close=False):
+        """A POST of exactly n header fields (Host and Content-Length included)."""
+        hs = [("Content-Length", str(len(body))), ("X-Webhook-Id", key)]
+        if close:
+            hs.append(("Connection", "close"))
+        hs += [("X-H-%02d" % i, "v%d" % i) for i in range(n - 1 - len(hs))]
+        req = raw_request("POST", webhook_path(WS), hs, body)
+        self.assertEqual(req.count(b"\r\n") - 2, n, req)
+        return req
+
+    def test_at_the_field_limit_then_a_small_request_on_the_same_connection(self):
+        k1, k2 = new_key("h20"), new_key("h5")
+        big = self.fields(20, k1, b'{"n":20}')
+        small = self.fields(5, k2, b'{"n":5}', close=True)
+        resp = parse_response(raw_http(self.h.port, big + small, read_timeout=5))
+        self.assertEqual([r[0] for r in resp], [202, 202], resp)
+        r1 = inbox_row(db, self.assertAccepted(resp[0]))
+        r2 = inbox_row(db, self.assertAccepted(resp[1]))
+        self.assertEqual((r1["dedupe_key"], r2["dedupe_key"]), (k1, k2))
+        self.assertEqual(sorted(k for k in r1["headers"] if k.startswith("x-h-")),
+                         ["x-h-%02d" % i for i in range(17)])
+        self.assertEqual(r1["headers"]["x-h-16"], "v16")
+        self.assertEqual(sorted(k for k in r2["headers"] if k.startswith("x-h-")), ["x-h-00"])
+
+    def test_one_field_over_the_limit(self):
+        key = new_key("h21")
+        before = total_rows()
+        for close in (False, True):
+            with self.subTest(close=close):
+                resp = parse_response(raw_http(self.h.port, self.fields(21, key, b"{}", close), read_timeout=5))
+                self.assertEqual(len(resp), 1, resp)
+                self.assertError(resp[0], 431, "headers_too_large")
+                self.assertEqual(resp[0][1].get("connection", "").lower(), "close")
+        self.assertEqual(total_rows(), before)
+        self.assertEqual(db.query("select id from infonchat.event_inbox where dedupe_key = %s", key), [])
+
+    def test_head_over_the_byte_limit(self):
+        key = new_key("hbytes")
+        before = total_rows()
+        for size, status in ((1500, 202), (2100, 431)):
+            with self.subTest(size=size):
+                hs = [("Content-Length", "2"), ("X-Webhook-Id", key + str(size)), ("Connection", "close")]
+                req = raw_request("POST", webhook_path(WS), hs)
+                pad = size - len(req) - len("X-Pad: \r\n")
+                req = raw_request("POST", webhook_path(WS), hs + [("X-Pad", "p" * pad)]) + b"{}"
+                self.assertEqual(len(req), size + 2)
+                resp = parse_response(raw_http(self.h.port, req, read_timeout=5))
+                self.assertEqual(len(resp), 1, resp)
+                if status == 202:
+                    self.assertAccepted(resp[0])
+                else:
+                    self.assertError(resp[0], 431, "headers_too_large")
+        self.assertEqual(total_rows(), before + 1)
 
 
 if __name__ == "__main__":
