@@ -1,6 +1,6 @@
 """ingest-httpd's HTTP API (DESIGN.md "HTTP API"), against a real
 inbox-writer and PostgreSQL: every status code that exists now (202 true and
-false, 400, 404, 405, 411, 413, 431, 503), the order of the checks ("cheapest
+false, 400, 404, 405, 408, 411, 413, 417, 431, 503, 505), the order of the checks ("cheapest
 first"), the health endpoints and /metrics.  Signatures (401) and rate
 limits (429) belong to a later issue."""
 
@@ -885,6 +885,75 @@ class HeaderLimits431(Checks):
                 else:
                     self.assertError(resp[0], 431, "headers_too_large")
         self.assertEqual(total_rows(), before + 1)
+
+
+class Framing408417505(Checks):
+    """The framing answers with no other test: 505 for an HTTP version other
+    than 1.0 and 1.1, 417 for an Expect other than 100-continue, 408 for a
+    request not complete within --request-timeout (head or body), and the
+    silent close of a connection idle past --idle-timeout. None stores
+    anything, and each closes its connection."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.h = start_httpd(P.run_dir, ["--request-timeout", "1", "--idle-timeout", "1"])
+        wait_ready(cls.h.port)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.h.stop()
+
+    def only(self, raw, status, code):
+        resp = parse_response(raw)
+        self.assertEqual(len(resp), 1, raw)
+        self.assertError(resp[0], status, code)
+        self.assertEqual(resp[0][1].get("connection", "").lower(), "close")
+
+    def test_505_and_417(self):
+        key = new_key("framing")
+        before = total_rows()
+        for version in ("HTTP/2.0", "HTTP/1.2", "HTTP/0.9"):
+            with self.subTest(version):
+                req = ("POST %s %s\r\nHost: x\r\nContent-Length: 2\r\nX-Webhook-Id: %s\r\n\r\n{}"
+                       % (webhook_path(WS), version, key)).encode()
+                self.only(raw_http(P.port, req, read_timeout=5), 505, "http_version_not_supported")
+        for expect in ("200-ok", "100-continue-please", ""):
+            with self.subTest(expect=expect):
+                req = raw_request("POST", webhook_path(WS), [("Content-Length", "2"), ("X-Webhook-Id", key),
+                                                             ("Expect", expect)], b"{}")
+                self.only(raw_http(P.port, req, read_timeout=5), 417, "expectation_failed")
+        self.assertEqual(total_rows(), before)
+
+    def test_408_incomplete_head_or_body(self):
+        key = new_key("slow")
+        before = total_rows()
+        head = raw_request("POST", webhook_path(WS), [("Content-Length", "20"), ("X-Webhook-Id", key)])
+        for name, part in (("head", head[:40]), ("body", head + b'{"a":')):
+            with self.subTest(name):
+                s = socket.create_connection(("127.0.0.1", self.h.port), timeout=scaled(5))
+                try:
+                    t0 = time.monotonic()
+                    s.sendall(part)
+                    raw = recv_until(s, lambda b: False, 5)     # until the server closes
+                    dt = time.monotonic() - t0
+                finally:
+                    s.close()
+                self.only(raw, 408, "request_timeout")
+                self.assertGreaterEqual(dt, 0.9)
+                self.assertLess(dt, scaled(3))
+        self.assertEqual(total_rows(), before)
+
+    def test_idle_connection_closed_without_a_reply(self):
+        s = socket.create_connection(("127.0.0.1", self.h.port), timeout=scaled(5))
+        try:
+            t0 = time.monotonic()
+            raw = recv_until(s, lambda b: False, 5)
+            dt = time.monotonic() - t0
+        finally:
+            s.close()
+        self.assertEqual(raw, b"")
+        self.assertGreaterEqual(dt, 0.9)
+        self.assertLess(dt, scaled(3))
 
 
 if __name__ == "__main__":
