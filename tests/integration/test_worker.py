@@ -413,6 +413,41 @@ class Intake(unittest.TestCase):
             self.assertEqual(w.stop(), 0)
         self.assertRegex(w.stderr_text(), r'msg=stopped .*hints=50 ')
 
+    def test_linger(self):
+        """--linger: with no batch in flight, hints wait until the first is
+        MS old, so two imports a moment apart are routed in one transaction
+        (one processed_at) no sooner than MS after the first was stored
+        (next_attempt_at, its insert's now()). --linger 0 routes each hint
+        at once: two transactions, each soon after its store."""
+        for linger in (1000, 0):
+            with self.subTest(linger=linger):
+                ws = make_workspace(db)
+                add_agent(db, ws, "webhook.*")
+                w = start_worker(db, ["--sweep-interval", "3600000", "--linger", str(linger)])
+                try:
+                    prefix = "linger-%d-%s" % (linger, uuid.uuid4().hex)
+                    writer_import(db, w.run_dir, ws, 1, prefix + "-a")
+                    writer_import(db, w.run_dir, ws, 1, prefix + "-b")
+                    wait_drained(db, ws, timeout=10)
+                finally:
+                    self.assertEqual(w.stop(), 0)
+                self.assertRegex(w.stderr_text(), r"msg=ready .* linger_ms=%d " % linger)
+                rows = db.query(
+                    "select dedupe_key, extract(epoch from processed_at - next_attempt_at)::float8,"
+                    " processed_at = max(processed_at) over ()"
+                    " from infonchat.event_inbox where workspace_id = %s order by dedupe_key", ws)
+                self.assertEqual([r[0] for r in rows], [prefix + "-a-0", prefix + "-b-0"])
+                waited_a, waited_b = float(rows[0][1]), float(rows[1][1])
+                if linger:
+                    self.assertEqual(rows[0][2], "t", "the two events went in two transactions")
+                    self.assertGreaterEqual(waited_a, 0.95, rows)
+                    self.assertLess(waited_b, waited_a, rows)
+                else:
+                    self.assertEqual(rows[0][2], "f", "the two events went in one transaction")
+                    self.assertLess(waited_a, 0.45, rows)
+                    self.assertLess(waited_b, 0.45, rows)
+                check_exactly_once(self, db, ws, 1)
+
     def test_hints_to_the_relay_one_per_batch(self):
         """With a ZeroMQ --out (the relay's socket in the run dir), each
         committed batch sends one hint, the envelope of its last outbox row
