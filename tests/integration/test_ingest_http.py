@@ -816,21 +816,28 @@ class Framing(Checks):
         self.assertEqual(inbox_row(db, e1)["payload"], '{"n":1}')
 
 
-class HeaderLimits431(Checks):
-    """--max-headers and --max-header-size: at the limit a request is
-    accepted with every field stored, one over it is 431 headers_too_large
-    and stores nothing. The field array grows on demand (16, then doubling
-    up to the limit), so 20 fields cross a growth, and a connection that
-    grew it serves a smaller request next with no field of the first."""
+class OwnHttpd(Checks):
+    """Tests of an ingest-httpd of their own on P's writer, started with
+    HTTPD_ARGS."""
+    HTTPD_ARGS = []
 
     @classmethod
     def setUpClass(cls):
-        cls.h = start_httpd(P.run_dir, ["--max-headers", "20", "--max-header-size", "2k"])
+        cls.h = start_httpd(P.run_dir, cls.HTTPD_ARGS)
         wait_ready(cls.h.port)
 
     @classmethod
     def tearDownClass(cls):
         cls.h.stop()
+
+
+class HeaderLimits431(OwnHttpd):
+    """--max-headers and --max-header-size: at the limit a request is
+    accepted with every field stored, one over it is 431 headers_too_large
+    and stores nothing. The field array grows on demand (16, then doubling
+    up to the limit), so 20 fields cross a growth, and a connection that
+    grew it serves a smaller request next with no field of the first."""
+    HTTPD_ARGS = ["--max-headers", "20", "--max-header-size", "2k"]
 
     def fields(self, n, key, body, close=False):
         """A POST of exactly n header fields (Host and Content-Length included)."""
@@ -887,21 +894,13 @@ class HeaderLimits431(Checks):
         self.assertEqual(total_rows(), before + 1)
 
 
-class Framing408417505(Checks):
+class Framing408417505(OwnHttpd):
     """The framing answers with no other test: 505 for an HTTP version other
     than 1.0 and 1.1, 417 for an Expect other than 100-continue, 408 for a
     request not complete within --request-timeout (head or body), and the
     silent close of a connection idle past --idle-timeout. None stores
     anything, and each closes its connection."""
-
-    @classmethod
-    def setUpClass(cls):
-        cls.h = start_httpd(P.run_dir, ["--request-timeout", "1", "--idle-timeout", "1"])
-        wait_ready(cls.h.port)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.h.stop()
+    HTTPD_ARGS = ["--request-timeout", "1", "--idle-timeout", "1"]
 
     def only(self, raw, status, code):
         resp = parse_response(raw)
