@@ -312,10 +312,6 @@ token_list_has(const char *v, size_t n, const char *tok)
 }
 
 /*
- * Parse the head in c->head (ends in CRLFCRLF). Returns 0, or -1 after
- * answering with the error.
- */
-/*
  * Room for one more header field. The array starts small and doubles up to
  * --max-headers: a fixed array of the most allowed (256) was 8 KB of every
  * connection, cleared on every request, for the dozen fields a sender uses.
@@ -337,6 +333,10 @@ headers_grow(struct http_conn *c)
 	return 0;
 }
 
+/*
+ * Parse the head in c->head (ends in CRLFCRLF). Returns 0, or -1 after
+ * answering with the error.
+ */
 static int
 parse_head(struct http_conn *c)
 {

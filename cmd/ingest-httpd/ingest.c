@@ -442,8 +442,10 @@ accept_webhook(struct http_request *req, struct ingest *g, const char *ws)
 	http_request_drop_body(req);    /* in the envelope now */
 	/* The request keeps p until the writer answers. */
 	if (ack_submit(g->ack, g->line.p, g->line.len, req) < 0) {
+		int full = errno == EAGAIN;     /* read before free() may change it */
+
 		free(p);
-		if (errno == EAGAIN)
+		if (full)
 			fail(req, 503, "unavailable", "--max-pending requests already wait for inbox-writer",
 			    "Retry-After: 1\r\n");
 		else
