@@ -506,11 +506,10 @@ run_stdin(struct writer *w)
 }
 
 /*
- * Wait until sock has a peer, at most ms (or a stop signal). A bulk import
- * can store its first batches before the connection to inbox-worker is up,
- * and ZMQ_IMMEDIATE then drops every hint of them: the worker found those
- * events only at its next sweep. With nobody there the import goes on, without
- * hints, as before.
+ * Wait until sock has a peer, at most ms (or a stop signal), so that a bulk
+ * import says when no inbox-worker is there and does not fill the hint queue
+ * before the connection is up. With nobody there the import goes on, its
+ * hints queued until the queue is full and the worker sweeps.
  */
 static void
 wait_for_peer(void *zctx, void *sock, long ms)
@@ -527,7 +526,8 @@ wait_for_peer(void *zctx, void *sock, long ms)
 			break;
 	}
 	if (peers.count == 0)
-		log_warn("no inbox-worker connected yet: hints are dropped until one is", " waited_ms=%ld", ms);
+		log_warn("no inbox-worker connected yet: hints queue for it, up to 500, then are dropped",
+		    " waited_ms=%ld", ms);
 	zpeers_close(&peers);
 }
 
@@ -668,19 +668,29 @@ main(int argc, char **argv)
 		 * that lags sweeps the table anyway, so a short queue (a batch's
 		 * worth, under 1 MB) is enough; past it hints are dropped
 		 * (counted), never memory.
+		 *
+		 * The service drops hints while no worker is connected
+		 * (ZMQ_IMMEDIATE): one that starts sweeps first. A bulk import
+		 * queues them from the start instead, and at exit gives them as
+		 * long to leave as it gave the connection to come up. With
+		 * ZMQ_IMMEDIATE a send fails until the connection's handshake is
+		 * done, which the monitor's events do not tell (its
+		 * HANDSHAKE_SUCCEEDED can come first): on a busy machine a
+		 * one-event import lost its only hint that way, and the event
+		 * waited for the worker's next sweep.
 		 */
-		int hwm = 500, one = 1;
-		w.out_sock = zsock_new(zctx, ZMQ_PUSH, 100);
+		int hwm = 500, stdio = in.kind == EP_STDIO, immediate = !stdio;
+		w.out_sock = zsock_new(zctx, ZMQ_PUSH, stdio ? HINT_CONNECT_MS : 100);
 		if (w.out_sock == NULL ||
 		    zmq_setsockopt(w.out_sock, ZMQ_SNDHWM, &hwm, sizeof hwm) < 0 ||
-		    zmq_setsockopt(w.out_sock, ZMQ_IMMEDIATE, &one, sizeof one) < 0 ||
+		    zmq_setsockopt(w.out_sock, ZMQ_IMMEDIATE, &immediate, sizeof immediate) < 0 ||
 		    zsock_attach(w.out_sock, &out) < 0) {
 			log_error("cannot open output", " out=%s err=%s", endpoint_text(&out),
 			    log_q(zmq_strerror(errno)));
 			status = EX_UNAVAILABLE;
 			goto done;
 		}
-		if (in.kind == EP_STDIO)
+		if (stdio)
 			wait_for_peer(zctx, w.out_sock, HINT_CONNECT_MS);
 	}
 	log_info("ready", " in=%s out=%s batch_max=%lld synchronous_commit=%s",

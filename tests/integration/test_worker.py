@@ -378,9 +378,9 @@ class Deletion(unittest.TestCase):
                                       " where event_id = %s", ev)), 2)
 
 
-def writer_import(cluster, run_dir, ws, n, prefix):
+def writer_import(cluster, run_dir, ws, n, prefix, hinted=True):
     """Store n events through inbox-writer --in -, which hints the worker
-    listening on run_dir."""
+    listening on run_dir (hinted: one must be there, and get every hint)."""
     lines = []
     for i in range(n):
         lines.append(json.dumps({
@@ -394,6 +394,13 @@ def writer_import(cluster, run_dir, ws, n, prefix):
                        stderr=subprocess.PIPE, timeout=scaled(120))
     if p.returncode != 0:
         raise AssertionError("inbox-writer failed: " + p.stderr.decode()[-2000:])
+    # every hint was sent: a bulk import queues them while it connects
+    if hinted and "hints_dropped=0" not in p.stderr.decode():
+        raise AssertionError("inbox-writer dropped hints: " + p.stderr.decode()[-2000:])
+    # Every hint reached the worker's socket: the import waits for the
+    # handshake, not just the connect, before it sends any.
+    if hinted and "hints_dropped=0" not in p.stderr.decode():
+        raise AssertionError("inbox-writer dropped hints: " + p.stderr.decode()[-2000:])
 
 
 class Intake(unittest.TestCase):
@@ -489,7 +496,7 @@ class Intake(unittest.TestCase):
         ws = make_workspace(db)
         add_agent(db, ws, "webhook.stripe.*")
         run_dir = tmpdir("run")
-        writer_import(db, run_dir, ws, 3000, "backlog-" + uuid.uuid4().hex)
+        writer_import(db, run_dir, ws, 3000, "backlog-" + uuid.uuid4().hex, hinted=False)
         self.assertEqual(counts(db, ws), {"pending": 3000})
         w = start_worker(db, run_dir=run_dir)
         try:
@@ -789,8 +796,7 @@ class PlanStability(unittest.TestCase):
             fresh.execute("analyze infonchat.event_inbox, infonchat.agent_runs")
             fresh.execute("alter table infonchat.event_inbox set (autovacuum_enabled = false);"
                           " alter table infonchat.agent_runs set (autovacuum_enabled = false)")
-            # hints make the batches; the sweep only picks up a hint lost
-            # by an inbox-writer that exits right after its import
+            # hints make the batches; the sweep is only a backstop
             w = start_worker(fresh, ["--sweep-interval", "5000", "--connections", "1"],
                              env={"PGOPTIONS": "-c plan_cache_mode=force_generic_plan"})
             try:
