@@ -261,6 +261,21 @@ hint_lanes(const struct worker *w)
 }
 
 /*
+ * With hints queued and no batch of them in flight: how many ms until the
+ * first is --linger old and they may go (0: now). -1 when no linger applies.
+ */
+static long long
+linger_left(const struct worker *w, long long now)
+{
+	long long left;
+
+	if (w->q.n == 0 || hint_lanes(w) > 0)
+		return -1;
+	left = w->q_since + w->cfg.linger_ms - now;
+	return left > 0 ? left : 0;
+}
+
+/*
  * What an idle slot without a retry should do now: a sweep when one is due
  * (before hints, so that a steady stream of hints never starves the rows only
  * a sweep finds: retries after their backoff, events whose hint was lost);
@@ -288,8 +303,7 @@ pick(const struct worker *w, const struct sweep *sw, long long now, enum lane_ki
 
 	if (now >= sw->next)
 		*kind = LANE_SWEEP;
-	else if (w->q.n > 0 && (w->q.n >= spread ||
-	    (hint_lanes(w) == 0 && now - w->q_since >= w->cfg.linger_ms)))
+	else if (w->q.n > 0 && (w->q.n >= spread || linger_left(w, now) == 0))
 		*kind = LANE_IDS;
 	else if (sw->backlog)
 		*kind = LANE_SWEEP;
@@ -336,7 +350,7 @@ run_service(struct worker *w)
 		zmq_pollitem_t pi[2 + MAX_LANES];
 		struct slot *busy[MAX_LANES];
 		int nb = 0, idle = 0, rc, work_now = 0, rfd = retention_fd(&w->ret);
-		long long now = clock_ms(), wait = 1000, rdue = retention_due(&w->ret);
+		long long now = clock_ms(), wait = 1000, rdue = retention_due(&w->ret), linger;
 		enum lane_kind kind;
 
 		for (int i = 0; i < w->nslots; i++) {
@@ -365,9 +379,8 @@ run_service(struct worker *w)
 		 */
 		if (idle > 0 && sw.next - now < wait)
 			wait = sw.next - now;
-		if (idle > 0 && w->q.n > 0 && hint_lanes(w) == 0 &&
-		    w->q_since + w->cfg.linger_ms - now < wait)
-			wait = w->q_since + w->cfg.linger_ms - now;
+		if (idle > 0 && (linger = linger_left(w, now)) >= 0 && linger < wait)
+			wait = linger;
 		pi[0] = (zmq_pollitem_t){ w->in_sock, 0, w->q.n < w->q.cap ? ZMQ_POLLIN : 0, 0 };
 		/* retention last: one batch of it per turn, never ahead of routing */
 		pi[1 + nb] = (zmq_pollitem_t){ NULL, rfd, rfd >= 0 ? ZMQ_POLLIN : 0, 0 };
